@@ -1,0 +1,194 @@
+package main
+
+import (
+	"errors"
+	"sync"
+)
+
+// Limits on one group-commit batch: enough to amortise a commit over many
+// clients, small enough that one entry stays a modest message to replicate.
+const (
+	maxBatchOps   = 1024
+	maxBatchBytes = 4 << 20
+)
+
+var errCommitterClosed = errors.New("node is shutting down")
+
+// committer is group commit: concurrent writes are coalesced into one Raft
+// log entry (one Apply, one encoding, one BoltDB insert and fsync), and each
+// caller is answered only when its batch is committed and applied, so every
+// "ok" still means exactly that. One batch is in flight at a time; the next
+// one gathers while it commits. There is no timer: a lone client pays no
+// wait, and under load the batch grows to whatever arrived during one commit.
+type committer struct {
+	apply func(entry []byte) error
+
+	mu      sync.Mutex
+	pending []*pendingWrite
+	closed  bool
+
+	wake chan struct{} // capacity 1: "pending is not empty"
+	stop chan struct{}
+	done chan struct{}
+}
+
+type pendingWrite struct {
+	cmd  command
+	done chan error // capacity 1, so the committer never blocks on a caller
+}
+
+var pendingPool = sync.Pool{New: func() any { return &pendingWrite{done: make(chan error, 1)} }}
+
+func newCommitter(apply func([]byte) error) *committer {
+	c := &committer{
+		apply: apply,
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	go c.run()
+	return c
+}
+
+// submit queues cmd for the next batch and waits for that batch's outcome.
+func (c *committer) submit(cmd command) error {
+	p := pendingPool.Get().(*pendingWrite)
+	p.cmd = cmd
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		pendingPool.Put(p)
+		return errCommitterClosed
+	}
+	c.pending = append(c.pending, p)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // already signalled
+	}
+	err := <-p.done
+	p.cmd = command{}
+	pendingPool.Put(p)
+	return err
+}
+
+func (c *committer) run() {
+	defer close(c.done)
+	var batch []*pendingWrite
+	var cmds []command
+	for {
+		select {
+		case <-c.wake:
+		case <-c.stop:
+			c.mu.Lock()
+			c.closed = true
+			rest := c.pending
+			c.pending = nil
+			c.mu.Unlock()
+			for _, p := range rest {
+				p.done <- errCommitterClosed
+			}
+			return
+		}
+		for {
+			batch, cmds = c.take(batch[:0], cmds[:0])
+			if len(batch) == 0 {
+				break
+			}
+			size := 16
+			for _, p := range cmds {
+				size += len(p.key) + len(p.value) + 12
+			}
+			// A fresh buffer each time: Raft keeps the slice until the
+			// entry is stored and replicated.
+			err := c.apply(encodeCommands(make([]byte, 0, size), cmds))
+			for i, p := range batch {
+				p.done <- err
+				batch[i] = nil
+			}
+			clear(cmds)
+		}
+	}
+}
+
+// take moves the next batch out of pending, within the batch limits.
+func (c *committer) take(batch []*pendingWrite, cmds []command) ([]*pendingWrite, []command) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	bytes := 0
+	n := 0
+	for n < len(c.pending) && n < maxBatchOps {
+		p := c.pending[n]
+		sz := len(p.cmd.key) + len(p.cmd.value)
+		if n > 0 && bytes+sz > maxBatchBytes {
+			break
+		}
+		bytes += sz
+		batch = append(batch, p)
+		cmds = append(cmds, p.cmd)
+		n++
+	}
+	rest := copy(c.pending, c.pending[n:])
+	clear(c.pending[rest:])
+	c.pending = c.pending[:rest]
+	return batch, cmds
+}
+
+// close stops the committer; queued and later writes fail.
+func (c *committer) close() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	<-c.done
+}
+
+// verifier shares leadership checks among concurrent strong reads. A read
+// may only rely on a check that started after the read arrived, so a reader
+// that finds a round in flight waits for the next one; every reader that
+// arrives meanwhile shares that next round. Under load that is one quorum
+// round trip per round, not one per read.
+type verifier struct {
+	verify func() error
+
+	mu      sync.Mutex
+	running bool
+	next    *readRound
+}
+
+type readRound struct {
+	done chan struct{}
+	err  error
+}
+
+// wait returns the outcome of a leadership check that started after the call.
+func (v *verifier) wait() error {
+	v.mu.Lock()
+	if v.next == nil {
+		v.next = &readRound{done: make(chan struct{})}
+	}
+	r := v.next
+	if !v.running {
+		v.running = true
+		v.next = nil
+		go v.run(r)
+	}
+	v.mu.Unlock()
+	<-r.done
+	return r.err
+}
+
+func (v *verifier) run(r *readRound) {
+	for r != nil {
+		r.err = v.verify()
+		close(r.done)
+		v.mu.Lock()
+		r = v.next
+		v.next = nil
+		if r == nil {
+			v.running = false
+		}
+		v.mu.Unlock()
+	}
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// Operation kinds inside a log entry.
+const (
+	opSet        byte = 1 // key = user key, value = value
+	opDelete     byte = 2 // key = user key
+	opSetPeer    byte = 3 // key = Raft address (server ID), value = its HTTP address
+	opDeletePeer byte = 4 // key = Raft address
+)
+
+// entryVersion is the first byte of every log entry we write. A log entry
+// holds a batch of operations (group commit: one Raft entry, one BoltDB
+// insert and one fsync for many concurrent writes), encoded compactly instead
+// of the tutorial's JSON: kind byte, uvarint length, bytes.
+const entryVersion byte = 0xB1
+
+// peerKeyPrefix marks, inside a snapshot's JSON object, the entries that
+// record a member's HTTP address rather than a user key. User keys may not
+// start with NUL (http.go refuses them), so the two cannot collide, and
+// state.bin stays the tutorial's flat JSON object.
+const peerKeyPrefix = "\x00peer:"
+
+// command is one operation of a log entry.
+type command struct {
+	op    byte
+	key   string
+	value string
+}
+
+var errBadEntry = errors.New("malformed log entry")
+
+// encodeCommands appends the log entry for cmds to dst.
+func encodeCommands(dst []byte, cmds []command) []byte {
+	dst = append(dst, entryVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(cmds)))
+	for _, c := range cmds {
+		dst = append(dst, c.op)
+		dst = binary.AppendUvarint(dst, uint64(len(c.key)))
+		dst = append(dst, c.key...)
+		if c.op == opSet || c.op == opSetPeer {
+			dst = binary.AppendUvarint(dst, uint64(len(c.value)))
+			dst = append(dst, c.value...)
+		}
+	}
+	return dst
+}
+
+// decodeCommands parses a log entry. It never panics: any input that is not
+// exactly what encodeCommands produces is errBadEntry.
+func decodeCommands(b []byte) ([]command, error) {
+	if len(b) == 0 || b[0] != entryVersion {
+		return nil, fmt.Errorf("%w: unknown version", errBadEntry)
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 {
+		return nil, fmt.Errorf("%w: bad count", errBadEntry)
+	}
+	b = b[k:]
+	// Each operation takes at least two bytes: a cheap bound against a
+	// forged count that would allocate without limit.
+	if n > uint64(len(b))/2 {
+		return nil, fmt.Errorf("%w: count %d exceeds entry size", errBadEntry, n)
+	}
+	cmds := make([]command, 0, n)
+	readString := func() (string, bool) {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return "", false
+		}
+		s := string(b[k : k+int(l)])
+		b = b[k+int(l):]
+		return s, true
+	}
+	for i := uint64(0); i < n; i++ {
+		if len(b) == 0 {
+			return nil, fmt.Errorf("%w: truncated", errBadEntry)
+		}
+		c := command{op: b[0]}
+		b = b[1:]
+		var ok bool
+		if c.key, ok = readString(); !ok {
+			return nil, fmt.Errorf("%w: bad key", errBadEntry)
+		}
+		switch c.op {
+		case opSet, opSetPeer:
+			if c.value, ok = readString(); !ok {
+				return nil, fmt.Errorf("%w: bad value", errBadEntry)
+			}
+		case opDelete, opDeletePeer:
+		default:
+			return nil, fmt.Errorf("%w: unknown operation %d", errBadEntry, c.op)
+		}
+		cmds = append(cmds, c)
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", errBadEntry, len(b))
+	}
+	return cmds, nil
+}
+
+// fsm is stcache's raft.FSM. Raft calls Apply, Snapshot and Restore from one
+// goroutine, never concurrently with each other; Persist runs concurrently
+// with Apply, which is why Snapshot hands it a copy.
+type fsm struct {
+	cache *cache
+	log   hclog.Logger
+
+	// peers maps each member's Raft address to its HTTP address, so any node
+	// can point a client at the leader. It is replicated like user data.
+	peersMu sync.RWMutex
+	peers   map[string]string
+}
+
+func newFSM(c *cache, log hclog.Logger) *fsm {
+	return &fsm{cache: c, log: log, peers: make(map[string]string)}
+}
+
+// Apply applies one committed log entry (a batch of operations) to the map.
+// It returns nil or an error, which the leader's ApplyFuture carries.
+func (f *fsm) Apply(l *raft.Log) interface{} {
+	cmds, err := decodeCommands(l.Data)
+	if err != nil {
+		// The leader only appends what encodeCommands produced, so this is
+		// a bug or disk corruption. Every node sees the same bytes and skips
+		// the entry alike, so the replicas stay identical.
+		f.log.Error("skipping undecodable log entry", "index", l.Index, "error", err)
+		return err
+	}
+	f.cache.update(func(m map[string]string) {
+		for _, c := range cmds {
+			switch c.op {
+			case opSet:
+				m[c.key] = c.value
+			case opDelete:
+				delete(m, c.key)
+			}
+		}
+	})
+	for _, c := range cmds {
+		switch c.op {
+		case opSetPeer:
+			f.peersMu.Lock()
+			f.peers[c.key] = c.value
+			f.peersMu.Unlock()
+		case opDeletePeer:
+			f.peersMu.Lock()
+			delete(f.peers, c.key)
+			f.peersMu.Unlock()
+		}
+	}
+	if f.log.IsTrace() {
+		f.log.Trace("applied", "index", l.Index, "ops", len(cmds))
+	}
+	return nil
+}
+
+// peerHTTP returns the HTTP address recorded for a Raft address, or "".
+func (f *fsm) peerHTTP(raftAddr string) string {
+	f.peersMu.RLock()
+	defer f.peersMu.RUnlock()
+	return f.peers[raftAddr]
+}
+
+func (f *fsm) copyPeers() map[string]string {
+	f.peersMu.RLock()
+	defer f.peersMu.RUnlock()
+	m := make(map[string]string, len(f.peers))
+	for k, v := range f.peers {
+		m[k] = v
+	}
+	return m
+}
+
+// Snapshot takes the point-in-time copy that Persist writes. Apply cannot run
+// while it does (same goroutine), so the copy is exactly the state at the
+// snapshot's index.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{data: f.cache.Copy(), peers: f.copyPeers()}, nil
+}
+
+// Restore replaces the whole state with a snapshot's.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	data, peers, err := readSnapshot(rc)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.cache.Replace(data)
+	f.peersMu.Lock()
+	f.peers = peers
+	f.peersMu.Unlock()
+	f.log.Info("restored snapshot", "keys", len(data))
+	return nil
+}
+
+// readSnapshot decodes state.bin: one JSON object of strings.
+func readSnapshot(r io.Reader) (data, peers map[string]string, err error) {
+	all := make(map[string]string)
+	if err := json.NewDecoder(bufio.NewReaderSize(r, 1<<16)).Decode(&all); err != nil {
+		return nil, nil, fmt.Errorf("decode state: %w", err)
+	}
+	peers = make(map[string]string)
+	for k, v := range all {
+		if strings.HasPrefix(k, peerKeyPrefix) {
+			peers[strings.TrimPrefix(k, peerKeyPrefix)] = v
+			delete(all, k)
+		}
+	}
+	return all, peers, nil
+}
+
+// fsmSnapshot is a copy no one else holds; Persist may take its time.
+type fsmSnapshot struct {
+	data  map[string]string
+	peers map[string]string
+}
+
+// Persist streams the copy as one JSON object (the tutorial's state.bin).
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.write(sink); err != nil {
+		if cerr := sink.Cancel(); cerr != nil {
+			return fmt.Errorf("%w (and cancel: %v)", err, cerr)
+		}
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) write(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 1<<16)
+	buf := make([]byte, 0, 256)
+	buf = append(buf, '{')
+	first := true
+	put := func(k, v string) error {
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = appendJSONString(buf, k)
+		buf = append(buf, ':')
+		buf = appendJSONString(buf, v)
+		_, err := bw.Write(buf)
+		buf = buf[:0]
+		return err
+	}
+	for k, v := range s.data {
+		if err := put(k, v); err != nil {
+			return fmt.Errorf("write snapshot: %w", err)
+		}
+	}
+	for k, v := range s.peers {
+		if err := put(peerKeyPrefix+k, v); err != nil {
+			return fmt.Errorf("write snapshot: %w", err)
+		}
+	}
+	buf = append(buf, '}')
+	if _, err := bw.Write(buf); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	return nil
+}
+
+// Release is a no-op: the copy is garbage once Persist returns.
+func (s *fsmSnapshot) Release() {}
+
+// appendJSONString appends s as a JSON string literal. It is the JSON that
+// encoding/json writes, without the HTML escaping and one allocation per call.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Size limits of the contract.
+const (
+	maxKeyBytes   = 1 << 10
+	maxValueBytes = 1 << 20
+	// A form body may percent-encode every byte (three bytes each).
+	maxFormBody = 3*(maxKeyBytes+maxValueBytes) + 4096
+)
+
+// store is what the HTTP layer needs of a node. It knows nothing of Raft:
+// every error it returns is a *refusal (not executed), errUnreachablePeer,
+// or an internal error (may have been executed).
+type store interface {
+	Set(key, value string) error
+	Delete(key string) error
+	Get(key string, strong bool) (value string, found bool, err error)
+	Join(raftAddr, httpAddr string) error
+	Leave(raftAddr string) error
+	Status() status
+}
+
+// api serves the contract's HTTP endpoints.
+type api struct {
+	store store
+	log   hclog.Logger
+}
+
+func newHandler(s store, log hclog.Logger) http.Handler {
+	a := &api{store: s, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/set", a.methods(a.set, http.MethodPost))
+	mux.HandleFunc("/get", a.methods(a.get))
+	mux.HandleFunc("/delete", a.methods(a.del, http.MethodPost))
+	mux.HandleFunc("/join", a.methods(a.join))
+	mux.HandleFunc("/leave", a.methods(a.leave))
+	mux.HandleFunc("/status", a.methods(a.status))
+	return mux
+}
+
+// methods allows GET and HEAD, plus the extra methods given, and parses the
+// query (and a form body) once, so handlers only see well-formed parameters.
+func (a *api) methods(h func(http.ResponseWriter, *http.Request, url.Values), extra ...string) http.HandlerFunc {
+	allowed := append([]string{http.MethodGet, http.MethodHead}, extra...)
+	return func(w http.ResponseWriter, r *http.Request) {
+		ok := false
+		for _, m := range allowed {
+			ok = ok || r.Method == m
+		}
+		if !ok {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			text(w, http.StatusMethodNotAllowed, "method not allowed\n")
+			return
+		}
+		params, code, msg := parseParams(w, r)
+		if code != 0 {
+			text(w, code, msg)
+			return
+		}
+		h(w, r, params)
+	}
+}
+
+// parseParams returns the request's parameters: the query, and for a POST
+// the form body too (body values first, as net/http's Request.Form does).
+// Unlike Request.ParseForm it reports a malformed query instead of dropping
+// it, so "a=%zz" is a 400, not a request with no parameters.
+func parseParams(w http.ResponseWriter, r *http.Request) (url.Values, int, string) {
+	params, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, http.StatusBadRequest, "param error\n"
+	}
+	if r.Method != http.MethodPost {
+		return params, 0, ""
+	}
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || ct != "application/x-www-form-urlencoded" {
+		return nil, http.StatusUnsupportedMediaType, "POST body must be application/x-www-form-urlencoded\n"
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, http.StatusRequestEntityTooLarge, "request too large\n"
+	}
+	if err != nil {
+		return nil, http.StatusBadRequest, "param error\n"
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, http.StatusBadRequest, "param error\n"
+	}
+	for k, vs := range params {
+		form[k] = append(form[k], vs...)
+	}
+	return form, 0, ""
+}
+
+// key returns the request's key, or the status and body of its 4xx.
+func key(p url.Values) (string, int, string) {
+	k := p.Get("key")
+	switch {
+	case k == "" || !utf8.ValidString(k) || k[0] == 0:
+		// A leading NUL is reserved for stcache's own records (fsm.go).
+		return "", http.StatusBadRequest, "param error\n"
+	case len(k) > maxKeyBytes:
+		return "", http.StatusRequestEntityTooLarge, "key too large\n"
+	}
+	return k, 0, ""
+}
+
+func (a *api) set(w http.ResponseWriter, r *http.Request, p url.Values) {
+	k, code, msg := key(p)
+	if code != 0 {
+		text(w, code, msg)
+		return
+	}
+	v := p.Get("value")
+	switch {
+	case v == "" || !utf8.ValidString(v):
+		text(w, http.StatusBadRequest, "param error\n")
+		return
+	case len(v) > maxValueBytes:
+		text(w, http.StatusRequestEntityTooLarge, "value too large\n")
+		return
+	}
+	if err := a.store.Set(k, v); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	text(w, http.StatusOK, "ok\n")
+}
+
+func (a *api) del(w http.ResponseWriter, r *http.Request, p url.Values) {
+	k, code, msg := key(p)
+	if code != 0 {
+		text(w, code, msg)
+		return
+	}
+	if err := a.store.Delete(k); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	text(w, http.StatusOK, "ok\n")
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request, p url.Values) {
+	k, code, msg := key(p)
+	if code != 0 {
+		text(w, code, msg)
+		return
+	}
+	var strong bool
+	switch p.Get("consistency") {
+	case "", "stale":
+	case "strong":
+		strong = true
+	default:
+		text(w, http.StatusBadRequest, "param error: consistency must be stale or strong\n")
+		return
+	}
+	v, found, err := a.store.Get(k, strong)
+	switch {
+	case err != nil:
+		a.fail(w, r, err)
+	case !found:
+		text(w, http.StatusNotFound, "\n")
+	default:
+		text(w, http.StatusOK, v+"\n")
+	}
+}
+
+// validAddr reports whether s is host:port with a non-empty host and a
+// numeric port: a typo must never reach the Raft configuration.
+func validAddr(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || strings.ContainsAny(host, " /?#@") {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n < 65536
+}
+
+func (a *api) join(w http.ResponseWriter, r *http.Request, p url.Values) {
+	peer := p.Get("peerAddress")
+	if !validAddr(peer) {
+		text(w, http.StatusBadRequest, "invalid peerAddress\n")
+		return
+	}
+	httpAddr := p.Get("httpAddress")
+	if httpAddr != "" && !validAddr(httpAddr) {
+		text(w, http.StatusBadRequest, "invalid httpAddress\n")
+		return
+	}
+	if err := a.store.Join(peer, httpAddr); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	text(w, http.StatusOK, "ok")
+}
+
+func (a *api) leave(w http.ResponseWriter, r *http.Request, p url.Values) {
+	peer := p.Get("peerAddress")
+	if !validAddr(peer) {
+		text(w, http.StatusBadRequest, "invalid peerAddress\n")
+		return
+	}
+	if err := a.store.Leave(peer); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	text(w, http.StatusOK, "ok")
+}
+
+func (a *api) status(w http.ResponseWriter, _ *http.Request, _ url.Values) {
+	b, err := json.MarshalIndent(a.store.Status(), "", "  ")
+	if err != nil {
+		a.log.Error("encode status", "error", err)
+		text(w, http.StatusInternalServerError, "internal error\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n')) // a client that hung up is not our error
+}
+
+// fail maps a node error to its status code and body: the one place where
+// that is decided.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ref *refusal
+	switch {
+	case errors.As(err, &ref) && ref.LeaderHTTP != "":
+		w.Header().Set("Location", "http://"+ref.LeaderHTTP+r.URL.RequestURI())
+		w.Header().Set("X-Raft-Leader", ref.LeaderHTTP)
+		text(w, http.StatusTemporaryRedirect, "write method not allowed\n")
+	case errors.As(err, &ref):
+		w.Header().Set("Retry-After", "1")
+		text(w, http.StatusServiceUnavailable, "write method not allowed\n")
+	case errors.Is(err, errUnreachablePeer):
+		text(w, http.StatusBadGateway, "internal error: "+err.Error()+"\n")
+	default:
+		a.log.Warn("request failed", "path", r.URL.Path, "error", err)
+		text(w, http.StatusInternalServerError, "internal error: "+err.Error()+"\n")
+	}
+}
+
+func text(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body) // a client that hung up is not our error
+}

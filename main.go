@@ -1,0 +1,239 @@
+// Command stcached is a key-value cache whose writes are replicated with Raft
+// (hashicorp/raft), so that every node holds the same data.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// options are the command line, as in the original stcache plus the contract.
+type options struct {
+	httpAddr          string
+	httpAdvertise     string
+	raftAddr          string
+	raftAdvertise     string
+	node              string
+	dir               string
+	bootstrap         bool
+	join              string
+	joinTimeout       time.Duration
+	snapshotInterval  time.Duration
+	snapshotThreshold uint64
+	logLevel          string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("stcached", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:6000", "HTTP API listen address")
+	fs.StringVar(&o.httpAdvertise, "http-advertise", "", "HTTP address other nodes send clients to (default: -http)")
+	fs.StringVar(&o.raftAddr, "raft", "127.0.0.1:7000", "Raft TCP listen address")
+	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "Raft address peers dial, and this node's server ID (default: -raft)")
+	fs.StringVar(&o.node, "node", "node1", "node name; the data directory is ./<node> unless -dir is given")
+	fs.StringVar(&o.dir, "dir", "", "data directory (default: ./<node>)")
+	fs.BoolVar(&o.bootstrap, "bootstrap", false, "start a new one-node cluster with this node as its only voter (a no-op on existing state)")
+	fs.StringVar(&o.join, "join", "", "HTTP address of any cluster member to join through")
+	fs.DurationVar(&o.joinTimeout, "join-timeout", time.Minute, "how long a new node keeps trying to -join before it gives up")
+	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 20*time.Second, "how often Raft checks whether to take a snapshot")
+	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 2, "log entries since the last snapshot that make a snapshot due")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `stcached: a key-value cache replicated with Raft.
+
+Start a cluster (as in the tutorial):
+  stcached -node node1 -http 127.0.0.1:6000 -raft 127.0.0.1:7000 -bootstrap
+  stcached -node node2 -http 127.0.0.1:6001 -raft 127.0.0.1:7001 -join 127.0.0.1:6000
+  stcached -node node3 -http 127.0.0.1:6002 -raft 127.0.0.1:7002 -join 127.0.0.1:6000
+
+API: /set?key=K&value=V  /get?key=K[&consistency=strong]  /delete?key=K
+     /join?peerAddress=R[&httpAddress=H]  /leave?peerAddress=R  /status
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	}
+	if o.dir == "" {
+		o.dir = o.node
+	}
+	if o.node == "" {
+		return nil, errors.New("-node must not be empty")
+	}
+	if o.bootstrap && o.join != "" {
+		return nil, errors.New("-bootstrap and -join exclude each other: bootstrap the first node, join the others")
+	}
+	if o.snapshotInterval <= 0 || o.joinTimeout <= 0 {
+		return nil, errors.New("-snapshot-interval and -join-timeout must be positive")
+	}
+	if o.snapshotThreshold == 0 {
+		return nil, errors.New("-snapshot-threshold must be at least 1")
+	}
+	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
+		return nil, fmt.Errorf("-log-level %q: want trace, debug, info, warn or error", o.logLevel)
+	}
+	var err error
+	if o.httpAdvertise, err = advertised("-http", o.httpAddr, o.httpAdvertise); err != nil {
+		return nil, err
+	}
+	if o.raftAdvertise, err = advertised("-raft", o.raftAddr, o.raftAdvertise); err != nil {
+		return nil, err
+	}
+	if o.join != "" && !validAddr(o.join) {
+		return nil, fmt.Errorf("-join %q: want host:port of a member's HTTP API", o.join)
+	}
+	return o, nil
+}
+
+// advertised checks a listen address and returns the address to advertise
+// for it: one that other nodes can dial, so never 0.0.0.0.
+func advertised(flagName, listen, adv string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "" {
+		return "", fmt.Errorf("%s %q: want host:port", flagName, listen)
+	}
+	if adv != "" {
+		if !validAddr(adv) {
+			return "", fmt.Errorf("%s-advertise %q: want host:port", flagName, adv)
+		}
+		if ip := net.ParseIP(mustHost(adv)); ip != nil && ip.IsUnspecified() {
+			return "", fmt.Errorf("%s-advertise %q: other nodes cannot dial an unspecified address", flagName, adv)
+		}
+		return adv, nil
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "", fmt.Errorf("%s %q binds every interface: give %s-advertise with the address other nodes should dial", flagName, listen, flagName)
+	}
+	return listen, nil
+}
+
+func mustHost(hostport string) string {
+	h, _, _ := net.SplitHostPort(hostport)
+	return h
+}
+
+// run is main without os.Exit, so the exit code is decided in one place.
+func run(args []string, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "stcached: %v\n", err)
+		return 2
+	}
+	log := hclog.New(&hclog.LoggerOptions{
+		Level:  hclog.LevelFromString(o.logLevel),
+		Output: stderr,
+	}).With("node", o.node)
+	if err := serve(o, log); err != nil {
+		fmt.Fprintf(stderr, "stcached: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the node until SIGINT or SIGTERM, then shuts it down in order:
+// stop taking requests, hand over leadership, stop Raft, close the stores.
+func serve(o *options, log hclog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	// Listen before opening the node, so a busy port fails fast; serve only
+	// once the node exists.
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen for http on %s: %w", o.httpAddr, err)
+	}
+	n, err := openNode(nodeConfig{
+		Name:              o.node,
+		Dir:               o.dir,
+		HTTPAdvertise:     o.httpAdvertise,
+		RaftBind:          o.raftAddr,
+		RaftAdvertise:     o.raftAdvertise,
+		Bootstrap:         o.bootstrap,
+		SnapshotInterval:  o.snapshotInterval,
+		SnapshotThreshold: o.snapshotThreshold,
+		Logger:            log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	hlog := log.Named("http")
+	srv := &http.Server{
+		Handler:           newHandler(n, hlog),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          hlog.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	hlog.Info("serving http", "addr", ln.Addr().String())
+
+	if o.join != "" {
+		if n.HadState() {
+			// Already a member: start from our own state at once; a
+			// re-join only refreshes our HTTP address on the leader.
+			go func() {
+				jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
+				defer cancel()
+				if err := joinCluster(jctx, log.Named("join"), o.join, o.raftAdvertise, o.httpAdvertise); err != nil {
+					log.Warn("re-join failed (this node keeps its existing membership)", "error", err)
+				}
+			}()
+		} else {
+			jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
+			err := joinCluster(jctx, log.Named("join"), o.join, o.raftAdvertise, o.httpAdvertise)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				return errors.Join(err, shutdown(srv, n, log))
+			}
+		}
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("signal received, shutting down")
+	case err := <-served:
+		return errors.Join(fmt.Errorf("http server: %w", err), shutdown(srv, n, log))
+	}
+	return shutdown(srv, n, log)
+}
+
+func shutdown(srv *http.Server, n *node, log hclog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	if err := srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := n.Shutdown(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		log.Info("stopped cleanly")
+	}
+	return errors.Join(errs...)
+}
