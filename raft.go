@@ -62,6 +62,7 @@ type node struct {
 	readyCh   chan struct{} // closed and replaced when readyTerm changes
 
 	hadState    bool
+	stopWatch   chan struct{} // raft never closes NotifyCh, so we stop the watcher
 	watcherDone chan struct{}
 	shutdown    sync.Once
 }
@@ -93,6 +94,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		log:         log.Named("node"),
 		cache:       newCache(),
 		readyCh:     make(chan struct{}),
+		stopWatch:   make(chan struct{}),
 		watcherDone: make(chan struct{}),
 	}
 	n.fsm = newFSM(n.cache, log.Named("fsm"))
@@ -196,7 +198,13 @@ func (n *node) HadState() bool { return n.hadState }
 // start only once every earlier entry is applied here.
 func (n *node) watchLeadership(notify <-chan bool) {
 	defer close(n.watcherDone)
-	for isLeader := range notify {
+	for {
+		var isLeader bool
+		select {
+		case isLeader = <-notify:
+		case <-n.stopWatch:
+			return
+		}
 		if isLeader {
 			n.writable.Store(true)
 			n.log.Info("become leader, enable write api")
@@ -516,6 +524,7 @@ func (n *node) Shutdown() error {
 			errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
 		}
 		n.commits.close()
+		close(n.stopWatch)
 		<-n.watcherDone
 		if err := n.logStore.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close log store: %w", err))

@@ -1,0 +1,462 @@
+package main
+
+// Test harness: real stcached processes on loopback, random free ports,
+// temporary data directories, always cleaned up.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemonPath is the stcached binary built once for the whole test run.
+var daemonPath string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "stcached-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "temp dir:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		daemonPath = filepath.Join(dir, "stcached")
+		args := []string{"build", "-o", daemonPath}
+		if raceEnabled {
+			// The daemons run with the race detector too, so a race in
+			// the real processes fails the test (see proc.stop).
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build stcached: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port free at the time of asking.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is one stcached process.
+type proc struct {
+	t        testing.TB
+	name     string
+	http     string
+	raft     string // listen address
+	raftAdv  string // advertised address (= raft unless behind a proxy)
+	dir      string
+	logPath  string
+	extra    []string // flags beyond the addresses, for restarts
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	exitErr  error
+	paused   bool
+	restarts int
+}
+
+// newProc describes a node with fresh ports and a fresh data dir; it does not
+// start it.
+func newProc(t testing.TB, name string) *proc {
+	t.Helper()
+	dir := t.TempDir()
+	p := &proc{t: t, name: name, http: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, name+".log")}
+	p.raftAdv = p.raft
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			p.dumpLog()
+		}
+	})
+	return p
+}
+
+func (p *proc) args(extra ...string) []string {
+	a := []string{"-node", p.name, "-dir", p.dir, "-http", p.http, "-raft", p.raft,
+		"-snapshot-interval", "1s", "-snapshot-threshold", "2"}
+	if p.raftAdv != p.raft {
+		a = append(a, "-raft-advertise", p.raftAdv)
+	}
+	return append(a, extra...)
+}
+
+// start runs stcached with the node's addresses plus extra flags.
+func (p *proc) start(extra ...string) {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		select {
+		case <-p.exited:
+		default:
+			p.t.Fatalf("%s: start while running", p.name)
+		}
+	}
+	p.extra = extra
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatalf("%s: log file: %v", p.name, err)
+	}
+	fmt.Fprintf(logf, "=== start %s %s\n", p.name, strings.Join(p.args(extra...), " "))
+	cmd := exec.Command(daemonPath, p.args(extra...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 exitcode=66")
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		p.t.Fatalf("%s: start: %v", p.name, err)
+	}
+	p.cmd = cmd
+	p.paused = false
+	exited := make(chan struct{})
+	p.exited = exited
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		p.mu.Lock()
+		p.exitErr = err
+		p.mu.Unlock()
+		close(exited)
+	}()
+}
+
+// restart starts the node again with the flags of its last start.
+func (p *proc) restart() {
+	p.t.Helper()
+	p.restarts++
+	p.start(p.extra...)
+}
+
+func (p *proc) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(sig) // it may have exited already
+		switch sig {
+		case syscall.SIGSTOP:
+			p.paused = true
+		case syscall.SIGCONT:
+			p.paused = false
+		}
+	}
+}
+
+// kill ends the process with SIGKILL (resuming it first if paused) and waits.
+func (p *proc) kill() {
+	if !p.running() {
+		return
+	}
+	p.signal(syscall.SIGKILL)
+	<-p.exited
+}
+
+// stop sends SIGTERM and waits for the exit, which must be clean (code 0).
+func (p *proc) stop() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("%s: no exit 30s after SIGTERM", p.name)
+	}
+	if err := p.exitError(); err != nil {
+		p.t.Fatalf("%s: exit after SIGTERM: %v", p.name, err)
+	}
+}
+
+func (p *proc) exitError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exitErr
+}
+
+// wait waits for the process to exit on its own and returns its exit code.
+func (p *proc) wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		p.t.Fatalf("%s: still running after %v", p.name, timeout)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func (p *proc) readLog() string {
+	b, _ := os.ReadFile(p.logPath) // a missing log reads as empty
+	return string(b)
+}
+
+func (p *proc) dumpLog() {
+	log := p.readLog()
+	if len(log) > 20000 {
+		log = "...\n" + log[len(log)-20000:]
+	}
+	p.t.Logf("---- log of %s ----\n%s", p.name, log)
+}
+
+// httpClient is for test requests: no redirects followed unless asked.
+var httpClient = &http.Client{
+	Timeout:       15 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// reply is a finished HTTP exchange.
+type reply struct {
+	code   int
+	body   string
+	header http.Header
+}
+
+// call does GET http://addr+path and returns the reply, or an error if the
+// node could not be reached.
+func call(addr, path string) (reply, error) {
+	resp, err := httpClient.Get("http://" + addr + path)
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{code: resp.StatusCode, body: string(b), header: resp.Header}, nil
+}
+
+func (p *proc) get(path string) reply {
+	p.t.Helper()
+	r, err := call(p.http, path)
+	if err != nil {
+		p.t.Fatalf("%s GET %s: %v", p.name, path, err)
+	}
+	return r
+}
+
+// expect asserts a reply's status code and body.
+func (p *proc) expect(path string, code int, body string) reply {
+	p.t.Helper()
+	r := p.get(path)
+	if r.code != code || r.body != body {
+		p.t.Fatalf("%s GET %s = %d %q, want %d %q", p.name, path, r.code, r.body, code, body)
+	}
+	return r
+}
+
+func (p *proc) status() (status, error) {
+	r, err := call(p.http, "/status")
+	if err != nil {
+		return status{}, err
+	}
+	var s status
+	if err := json.Unmarshal([]byte(r.body), &s); err != nil {
+		return status{}, fmt.Errorf("status %d %q: %w", r.code, r.body, err)
+	}
+	return s, nil
+}
+
+// waitFor polls cond every 50ms until it returns nil or the deadline passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cluster is a set of nodes started the tutorial's way.
+type cluster struct {
+	t     testing.TB
+	nodes []*proc
+}
+
+// startCluster starts n nodes: the first bootstraps, the others join it, and
+// waits until every node sees all n voters, the same leader, and its HTTP
+// address. setup, if not nil, may adjust each proc before it starts.
+func startCluster(t testing.TB, n int, setup func(i int, p *proc)) *cluster {
+	t.Helper()
+	c := &cluster{t: t}
+	for i := 0; i < n; i++ {
+		p := newProc(t, fmt.Sprintf("node%d", i+1))
+		if setup != nil {
+			setup(i, p)
+		}
+		c.nodes = append(c.nodes, p)
+	}
+	c.nodes[0].start("-bootstrap")
+	for _, p := range c.nodes[1:] {
+		p.start("-join", c.nodes[0].http)
+	}
+	c.waitConverged(60 * time.Second)
+	return c
+}
+
+// waitConverged waits until every running node reports the same leader, with
+// every node of the cluster a voter and the leader's HTTP address known.
+func (c *cluster) waitConverged(timeout time.Duration) {
+	c.t.Helper()
+	waitFor(c.t, timeout, "cluster to converge", func() error {
+		leader := ""
+		for _, p := range c.nodes {
+			if !p.running() {
+				continue
+			}
+			s, err := p.status()
+			if err != nil {
+				return err
+			}
+			if s.Leader == "" || s.LeaderHTTP == "" {
+				return fmt.Errorf("%s: no leader known", p.name)
+			}
+			if leader == "" {
+				leader = s.Leader
+			} else if leader != s.Leader {
+				return fmt.Errorf("%s sees leader %s, others %s", p.name, s.Leader, leader)
+			}
+			voters := 0
+			for _, sv := range s.Servers {
+				if sv.Suffrage == "Voter" {
+					voters++
+				}
+			}
+			if voters != len(c.nodes) {
+				return fmt.Errorf("%s sees %d voters, want %d", p.name, voters, len(c.nodes))
+			}
+			if s.State == "Leader" && !s.Writable {
+				return fmt.Errorf("%s leads but is not writable yet", p.name)
+			}
+		}
+		return nil
+	})
+}
+
+// leader returns the running node that reports itself Leader and writable.
+func (c *cluster) leader() *proc {
+	c.t.Helper()
+	var l *proc
+	waitFor(c.t, 30*time.Second, "a writable leader", func() error {
+		for _, p := range c.nodes {
+			if !p.running() {
+				continue
+			}
+			if s, err := p.status(); err == nil && s.State == "Leader" && s.Writable {
+				l = p
+				return nil
+			}
+		}
+		return fmt.Errorf("no running node leads")
+	})
+	return l
+}
+
+func (c *cluster) followers() []*proc {
+	l := c.leader()
+	var f []*proc
+	for _, p := range c.nodes {
+		if p != l && p.running() {
+			f = append(f, p)
+		}
+	}
+	return f
+}
+
+// waitValue waits until p's own (stale) read of key gives want.
+func waitValue(t testing.TB, p *proc, key, want string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, p.name+" to have "+key+"="+want, func() error {
+		r, err := call(p.http, "/get?key="+key)
+		if err != nil {
+			return err
+		}
+		if r.code != 200 || r.body != want+"\n" {
+			return fmt.Errorf("got %d %q", r.code, r.body)
+		}
+		return nil
+	})
+}
+
+// snapshotState reads the JSON object of the node's one snapshot.
+func snapshotState(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	matches, err := filepath.Glob(filepath.Join(dir, "snapshots", "*", "state.bin"))
+	if err != nil || len(matches) != 1 {
+		t.Fatalf("want one snapshot in %s, found %v (%v)", dir, matches, err)
+	}
+	b, err := os.ReadFile(matches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]string
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&m); err != nil {
+		t.Fatalf("state.bin is not a JSON object of strings: %v\n%s", err, b)
+	}
+	return m
+}
+
+// runDaemon runs stcached to completion (it must exit by itself within a
+// minute) and returns its combined output and exit code.
+func runDaemon(t testing.TB, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(daemonPath, args...)
+	cmd.Dir = t.TempDir()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("stcached %v did not exit within a minute:\n%s", args, out.String())
+	}
+	return out.String(), cmd.ProcessState.ExitCode()
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
