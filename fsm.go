@@ -67,7 +67,7 @@ func decodeCommands(b []byte) ([]command, error) {
 		return nil, fmt.Errorf("%w: unknown version", errBadEntry)
 	}
 	b = b[1:]
-	n, k := binary.Uvarint(b)
+	n, k := uvarint(b)
 	if k <= 0 {
 		return nil, fmt.Errorf("%w: bad count", errBadEntry)
 	}
@@ -79,7 +79,7 @@ func decodeCommands(b []byte) ([]command, error) {
 	}
 	cmds := make([]command, 0, n)
 	readString := func() (string, bool) {
-		l, k := binary.Uvarint(b)
+		l, k := uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
 			return "", false
 		}
@@ -112,6 +112,16 @@ func decodeCommands(b []byte) ([]command, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", errBadEntry, len(b))
 	}
 	return cmds, nil
+}
+
+// uvarint is binary.Uvarint that also refuses non-minimal encodings, so one
+// list of commands has exactly one encoding.
+func uvarint(b []byte) (uint64, int) {
+	n, k := binary.Uvarint(b)
+	if k > 1 && b[k-1] == 0 {
+		return 0, 0
+	}
+	return n, k
 }
 
 // fsm is stcache's raft.FSM. Raft calls Apply, Snapshot and Restore from one

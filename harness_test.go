@@ -205,17 +205,6 @@ func (p *proc) exitError() error {
 	return p.exitErr
 }
 
-// wait waits for the process to exit on its own and returns its exit code.
-func (p *proc) wait(timeout time.Duration) int {
-	p.t.Helper()
-	select {
-	case <-p.exited:
-	case <-time.After(timeout):
-		p.t.Fatalf("%s: still running after %v", p.name, timeout)
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
 func (p *proc) readLog() string {
 	b, _ := os.ReadFile(p.logPath) // a missing log reads as empty
 	return string(b)

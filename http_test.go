@@ -1,0 +1,196 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Bodies and status codes of the contract, against one real node.
+func TestHTTPContract(t *testing.T) {
+	p := newProc(t, "solo")
+	p.start("-bootstrap")
+	waitFor(t, 20*time.Second, "solo leader", func() error {
+		s, err := p.status()
+		if err == nil && !s.Writable {
+			err = fmt.Errorf("not writable")
+		}
+		return err
+	})
+	bigKey := strings.Repeat("k", maxKeyBytes+1)
+	cases := []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/set?key=ping&value=pong", 200, "ok\n"},
+		{"/get?key=ping", 200, "pong\n"},
+		{"/get?key=ping&consistency=stale", 200, "pong\n"},
+		{"/get?key=ping&consistency=strong", 200, "pong\n"},
+		{"/get?key=absent", 404, "\n"},
+		{"/get?key=absent&consistency=strong", 404, "\n"},
+		{"/get", 400, "param error\n"},
+		{"/get?key=", 400, "param error\n"},
+		{"/get?key=ping&consistency=eventual", 400, "param error: consistency must be stale or strong\n"},
+		{"/set?key=a", 400, "param error\n"},
+		{"/set?value=a", 400, "param error\n"},
+		{"/set?key=a&value=", 400, "param error\n"},
+		{"/set?key=%FF&value=a", 400, "param error\n"},    // invalid UTF-8
+		{"/set?key=a&value=%C3%28", 400, "param error\n"}, // invalid UTF-8
+		{"/set?key=%00x&value=a", 400, "param error\n"},   // reserved
+		{"/set?key=a&value=%zz", 400, "param error\n"},    // bad escape
+		{"/set?key=" + bigKey + "&value=a", 413, "key too large\n"},
+		{"/set?key=sp%20ace&value=%E2%9C%93%20%26%3D", 200, "ok\n"},
+		{"/get?key=sp%20ace", 200, "✓ &=\n"},
+		{"/delete?key=ping", 200, "ok\n"},
+		{"/delete?key=ping", 200, "ok\n"}, // absent key too
+		{"/get?key=ping", 404, "\n"},
+		{"/delete", 400, "param error\n"},
+		{"/join", 400, "invalid peerAddress\n"},
+		{"/join?peerAddress=127.0.0.1", 400, "invalid peerAddress\n"},
+		{"/join?peerAddress=:7000", 400, "invalid peerAddress\n"},
+		{"/join?peerAddress=host:port", 400, "invalid peerAddress\n"},
+		{"/join?peerAddress=127.0.0.1:99999", 400, "invalid peerAddress\n"},
+		{"/join?peerAddress=127.0.0.1:7000&httpAddress=nope", 400, "invalid httpAddress\n"},
+		{"/join?peerAddress=" + p.raft, 200, "ok"}, // already a voter: ok
+		{"/leave?peerAddress=x", 400, "invalid peerAddress\n"},
+		{"/leave?peerAddress=127.0.0.1:1", 200, "ok"}, // not a member: ok
+	}
+	for _, c := range cases {
+		p.expect(c.path, c.code, c.body)
+	}
+
+	// A voter nothing listens on is refused before it reaches the config.
+	r := p.get("/join?peerAddress=" + freeAddr(t))
+	if r.code != 502 || !strings.HasPrefix(r.body, "internal error: peer unreachable") {
+		t.Fatalf("unreachable join: %d %q", r.code, r.body)
+	}
+	if s, _ := p.status(); len(s.Servers) != 1 {
+		t.Fatalf("servers after bad joins: %+v", s.Servers)
+	}
+
+	// POST form bodies carry large values; over the limit is 413.
+	post := func(path, body string) reply {
+		resp, err := httpClient.Post("http://"+p.http+path, "application/x-www-form-urlencoded", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b := new(strings.Builder)
+		_, _ = fmt.Fprint(b, readAll(t, resp))
+		return reply{code: resp.StatusCode, body: b.String()}
+	}
+	big := strings.Repeat("v", maxValueBytes)
+	if r := post("/set", url.Values{"key": {"big"}, "value": {big}}.Encode()); r.code != 200 || r.body != "ok\n" {
+		t.Fatalf("POST 1 MiB value: %d %q", r.code, r.body)
+	}
+	if r := p.get("/get?key=big"); r.code != 200 || r.body != big+"\n" {
+		t.Fatalf("get big: %d, %d bytes", r.code, len(r.body))
+	}
+	if r := post("/set", url.Values{"key": {"big"}, "value": {big + "v"}}.Encode()); r.code != 413 || r.body != "value too large\n" {
+		t.Fatalf("POST value over 1 MiB: %d %q", r.code, r.body)
+	}
+	if r := post("/set", "key=x&value="+strings.Repeat("%41", maxFormBody/3+10)); r.code != 413 {
+		t.Fatalf("POST body over the limit: %d %q", r.code, r.body)
+	}
+	if r := post("/delete", "key=big"); r.code != 200 || r.body != "ok\n" {
+		t.Fatalf("POST delete: %d %q", r.code, r.body)
+	}
+	// A value too large for a URL gets the server's 431.
+	if r := p.get("/set?key=k&value=" + strings.Repeat("v", 2<<20)); r.code != 431 {
+		t.Fatalf("huge query: %d", r.code)
+	}
+	req, _ := http.NewRequest(http.MethodPut, "http://"+p.http+"/set?key=a&value=b", nil)
+	if resp, err := httpClient.Do(req); err != nil || resp.StatusCode != 405 {
+		t.Fatalf("PUT: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// Still alive and consistent after all that.
+	p.expect("/get?key=sp%20ace&consistency=strong", 200, "✓ &=\n")
+}
+
+func readAll(t testing.TB, resp *http.Response) string {
+	b := new(strings.Builder)
+	if _, err := fmt.Fprint(b, ""); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String()
+		}
+	}
+}
+
+// memStore is a store for fuzzing the request parsing without Raft: what is
+// fuzzed is the HTTP layer, and it must answer every input without panicking.
+type memStore struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (s *memStore) Set(k, v string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = v
+	return nil
+}
+func (s *memStore) Delete(k string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+	return nil
+}
+func (s *memStore) Get(k string, strong bool) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if strong && k == "refuse" {
+		return "", false, &refusal{LeaderHTTP: "127.0.0.1:1"}
+	}
+	v, ok := s.m[k]
+	return v, ok, nil
+}
+func (s *memStore) Join(r, h string) error { return nil }
+func (s *memStore) Leave(r string) error   { return &refusal{} }
+func (s *memStore) Status() status         { return status{} }
+
+func FuzzHTTPRequest(f *testing.F) {
+	f.Add("GET", "/set", "key=a&value=b", "")
+	f.Add("POST", "/set", "", "key=a&value=b")
+	f.Add("GET", "/get", "key=refuse&consistency=strong", "")
+	f.Add("GET", "/join", "peerAddress=127.0.0.1:7000&httpAddress=[::1]:1", "")
+	f.Add("GET", "/leave", "peerAddress=%zz", "")
+	f.Add("POST", "/delete", "key=%00", "key=x&key=y")
+	h := newHandler(&memStore{m: map[string]string{}}, hclog.NewNullLogger())
+	f.Fuzz(func(t *testing.T, method, path, query, body string) {
+		u := &url.URL{Path: path, RawQuery: query}
+		req, err := http.NewRequest(method, "http://x"+u.EscapedPath()+"?"+query, strings.NewReader(body))
+		if err != nil {
+			return // net/http would not deliver such a request either
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		code := w.Code
+		if code == 200 {
+			// Success only for well-formed requests of the known paths.
+			p := req.URL.Path
+			if method == "POST" && p != "/set" && p != "/delete" {
+				t.Fatalf("%s %s: 200", method, p)
+			}
+		}
+		if code >= 500 {
+			t.Fatalf("%s %s?%s: %d %q", method, path, query, code, w.Body.String())
+		}
+	})
+}
