@@ -4,7 +4,7 @@ BIN     := ./stcached
 CLUSTER := cluster
 NODES   := 1 2 3
 
-.PHONY: build test fmt-check vet staticcheck gotest cluster stop clean bench jepsen
+.PHONY: build test fmt-check vet staticcheck gotest cluster stop clean bench gobench jepsen
 
 build:
 	$(GO) build -o $(BIN) .
@@ -28,29 +28,33 @@ gotest:
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPRequest$$' -fuzztime 5s .
 
 # The tutorial's demo: node1 bootstraps on 6000/7000, node2 and node3 join it
-# (they retry until node1 leads). Logs and data go under ./cluster/.
+# on 6001/7001 and 6002/7002 (they retry until node1 leads). Logs and data go
+# under ./cluster/. Run it again after stopping or killing a node: it starts
+# only the nodes that are not running (a node with data starts from it).
 cluster: build
 	@mkdir -p $(CLUSTER)
-	@for i in $(NODES); do \
-	  if [ -f $(CLUSTER)/node$$i.pid ] && kill -0 $$(cat $(CLUSTER)/node$$i.pid) 2>/dev/null; then \
-	    echo "node$$i already running (pid $$(cat $(CLUSTER)/node$$i.pid)); 'make stop' first"; exit 1; fi; \
-	done
-	@for i in $(NODES); do \
+	@started=""; for i in $(NODES); do \
+	  pidf=$(CLUSTER)/node$$i.pid; log=$(CLUSTER)/node$$i.log; \
+	  if [ -f $$pidf ] && kill -0 $$(cat $$pidf) 2>/dev/null; then echo "node$$i already running (pid $$(cat $$pidf))"; continue; fi; \
 	  h=127.0.0.1:600$$((i-1)); r=127.0.0.1:700$$((i-1)); \
 	  if [ $$i = 1 ]; then extra=-bootstrap; else extra="-join 127.0.0.1:6000"; fi; \
-	  $(BIN) -node node$$i -dir $(CLUSTER)/node$$i -http $$h -raft $$r $$extra \
-	    >$(CLUSTER)/node$$i.log 2>&1 & echo $$! >$(CLUSTER)/node$$i.pid; \
+	  echo "=== make cluster: starting node$$i" >>$$log; \
+	  $(BIN) -node node$$i -dir $(CLUSTER)/node$$i -http $$h -raft $$r $$extra >>$$log 2>&1 & echo $$! >$$pidf; \
+	  started="$$started $$i"; \
+	done; \
+	for i in $$started; do \
+	  log=$(CLUSTER)/node$$i.log; ok=""; \
+	  for t in $$(seq 1 150); do \
+	    last=$$(sed -n '/=== make cluster: starting/h; //!H; $${x;p}' $$log); \
+	    if echo "$$last" | grep -qE "stcached: "; then echo "node$$i failed to start:"; echo "$$last" | tail -3; exit 1; fi; \
+	    if [ $$i = 1 ] || echo "$$last" | grep -qE "joined cluster|existing_state=true"; then \
+	      echo "$$last" | grep -q "serving http" && { ok=1; break; }; fi; \
+	    sleep 0.2; \
+	  done; \
+	  [ -n "$$ok" ] || { echo "node$$i not up after 30s; see $$log"; exit 1; }; \
+	  echo "node$$i started: http 127.0.0.1:600$$((i-1)), raft 127.0.0.1:700$$((i-1)), pid $$(cat $(CLUSTER)/node$$i.pid)"; \
 	done
-	@for t in $$(seq 1 150); do \
-	  if grep -q "joined cluster" $(CLUSTER)/node2.log 2>/dev/null && grep -q "joined cluster" $(CLUSTER)/node3.log 2>/dev/null; then break; fi; \
-	  if grep -qE "existing_state=true" $(CLUSTER)/node3.log 2>/dev/null && [ $$t -gt 20 ]; then break; fi; \
-	  sleep 0.2; \
-	done
-	@echo "3 nodes up; logs and data in ./$(CLUSTER)/"
-	@echo "  node1 http 127.0.0.1:6000 raft 127.0.0.1:7000 (bootstrapped, the leader)"
-	@echo "  node2 http 127.0.0.1:6001 raft 127.0.0.1:7001"
-	@echo "  node3 http 127.0.0.1:6002 raft 127.0.0.1:7002"
-	@echo "try:"
+	@echo "logs and data in ./$(CLUSTER)/; try:"
 	@echo "  curl '127.0.0.1:6000/set?key=ping&value=pong'"
 	@echo "  curl '127.0.0.1:6001/get?key=ping'"
 	@echo "  curl 127.0.0.1:6002/status"
