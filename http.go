@@ -44,19 +44,19 @@ type api struct {
 func newHandler(s store, log hclog.Logger) http.Handler {
 	a := &api{store: s, log: log}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/set", a.methods(a.set, http.MethodPost))
-	mux.HandleFunc("/get", a.methods(a.get))
-	mux.HandleFunc("/delete", a.methods(a.del, http.MethodPost))
-	mux.HandleFunc("/join", a.methods(a.join))
-	mux.HandleFunc("/leave", a.methods(a.leave))
-	mux.HandleFunc("/status", a.methods(a.status))
+	// GET everywhere, as in the tutorial; HEAD only where nothing changes.
+	mux.HandleFunc("/set", a.methods(a.set, http.MethodGet, http.MethodPost))
+	mux.HandleFunc("/get", a.methods(a.get, http.MethodGet, http.MethodHead))
+	mux.HandleFunc("/delete", a.methods(a.del, http.MethodGet, http.MethodPost))
+	mux.HandleFunc("/join", a.methods(a.join, http.MethodGet))
+	mux.HandleFunc("/leave", a.methods(a.leave, http.MethodGet))
+	mux.HandleFunc("/status", a.methods(a.status, http.MethodGet, http.MethodHead))
 	return mux
 }
 
-// methods allows GET and HEAD, plus the extra methods given, and parses the
-// query (and a form body) once, so handlers only see well-formed parameters.
-func (a *api) methods(h func(http.ResponseWriter, *http.Request, url.Values), extra ...string) http.HandlerFunc {
-	allowed := append([]string{http.MethodGet, http.MethodHead}, extra...)
+// methods allows only the given methods and parses the query (and a form
+// body) once, so handlers only see well-formed parameters.
+func (a *api) methods(h func(http.ResponseWriter, *http.Request, url.Values), allowed ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ok := false
 		for _, m := range allowed {

@@ -107,12 +107,15 @@ func TestHTTPContract(t *testing.T) {
 	if r := p.get("/set?key=k&value=" + strings.Repeat("v", 2<<20)); r.code != 431 {
 		t.Fatalf("huge query: %d", r.code)
 	}
-	req, _ := http.NewRequest(http.MethodPut, "http://"+p.http+"/set?key=a&value=b", nil)
-	if resp, err := httpClient.Do(req); err != nil || resp.StatusCode != 405 {
-		t.Fatalf("PUT: %v %v", resp, err)
-	} else {
-		resp.Body.Close()
+	for _, m := range []string{http.MethodPut, http.MethodHead, http.MethodDelete} {
+		req, _ := http.NewRequest(m, "http://"+p.http+"/set?key=a&value=b", nil)
+		if resp, err := httpClient.Do(req); err != nil || resp.StatusCode != 405 {
+			t.Fatalf("%s /set: %v %v", m, resp, err)
+		} else {
+			resp.Body.Close()
+		}
 	}
+	p.expect("/get?key=a", 404, "\n") // none of them wrote
 	// Still alive and consistent after all that.
 	p.expect("/get?key=sp%20ace&consistency=strong", 200, "✓ &=\n")
 }

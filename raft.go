@@ -294,11 +294,17 @@ func (n *node) write(cmd command) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, raft.ErrNotLeader):
-		return n.refuse() // rejected before it reached the log
+	case notExecuted(err):
+		return n.refuse()
 	default:
 		return fmt.Errorf("raft apply: %w", err)
 	}
+}
+
+// notExecuted reports whether raft rejected an operation before it reached
+// the log, so that it certainly did not happen and may be refused cleanly.
+func notExecuted(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress)
 }
 
 // Set stores value under key on every node.
@@ -346,8 +352,8 @@ func (n *node) confirmLeadership() error {
 		}
 	}
 	if err := n.reads.wait(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return n.refuse()
+		if notExecuted(err) || errors.Is(err, raft.ErrLeadershipLost) {
+			return n.refuse() // a read that is not answered changes nothing
 		}
 		return fmt.Errorf("verify leadership: %w", err)
 	}
@@ -444,7 +450,7 @@ func (n *node) await(f raft.Future) error {
 }
 
 func (n *node) raftErr(what string, err error) error {
-	if errors.Is(err, raft.ErrNotLeader) {
+	if notExecuted(err) {
 		return n.refuse()
 	}
 	return fmt.Errorf("%s: %w", what, err)
