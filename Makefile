@@ -60,6 +60,16 @@ cluster: build
 	@echo "  curl 127.0.0.1:6002/status"
 	@echo "stop with: make stop"
 
+# Load test: a fresh 3-node cluster on random loopback ports and temp dirs,
+# every workload for 10 s (see ./stbench -h), e.g. BENCHFLAGS="-duration 2s".
+# `make gobench` runs the in-process Go benchmarks of the hot paths once each.
+BENCHFLAGS ?=
+bench:
+	$(GO) build -o $(BIN) . && $(GO) build -o stbench ./cmd/stbench && ./stbench -stcached $(BIN) $(BENCHFLAGS)
+
+gobench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x .
+
 # Stops exactly the nodes `make cluster` started (by the PIDs it recorded).
 stop:
 	@for i in $(NODES); do \
