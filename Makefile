@@ -26,6 +26,7 @@ gotest:
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommands$$' -fuzztime 5s .
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPRequest$$' -fuzztime 5s .
+	$(GO) test -run '^$$' -fuzz '^FuzzReadSnapshot$$' -fuzztime 5s .
 
 # The tutorial's demo: node1 bootstraps on 6000/7000, node2 and node3 join it
 # on 6001/7001 and 6002/7002 (they retry until node1 leads). Logs and data go
@@ -69,6 +70,12 @@ bench:
 
 gobench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x .
+
+# The long fault test (5 nodes, 10 clients, 5 minutes; make test runs the short one
+# with -race). Without -race: faster daemons, more operations and faults per minute.
+# STALE=1 reads with consistency=stale and only reports the checker's verdict.
+jepsen:
+	$(GO) test -run '^TestJepsen$$' -v -count=1 -timeout 30m . -args -jepsen.long $(if $(filter 1,$(STALE)),-jepsen.stale) $(JEPSENFLAGS)
 
 # Stops exactly the nodes `make cluster` started (by the PIDs it recorded).
 stop:

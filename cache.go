@@ -1,6 +1,9 @@
 package main
 
-import "sync"
+import (
+	"maps"
+	"sync"
+)
 
 // cache is the key-value map every node holds: the tutorial's cacheManager.
 // It knows nothing of Raft. Readers (HTTP gets) take the read lock; the FSM is
@@ -53,15 +56,13 @@ func (c *cache) update(fn func(m map[string]string)) {
 }
 
 // Copy returns a point-in-time copy of the map, for snapshots: the copy is
-// taken while no write can run, and later writes never touch it.
+// taken while no write can run, and later writes never touch it. Raft's FSM
+// goroutine waits for it, so every write does: maps.Clone copies the table
+// wholesale, about 6x faster than re-inserting each key (bench_test.go).
 func (c *cache) Copy() map[string]string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	m := make(map[string]string, len(c.data))
-	for k, v := range c.data {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(c.data)
 }
 
 // Replace swaps the whole map, for snapshot restore, under the lock readers

@@ -63,7 +63,10 @@ func TestStrongReadsDeleteAndHints(t *testing.T) {
 	l.expect("/delete?key=b", 200, "ok\n")
 	for _, p := range c.nodes {
 		waitFor(t, 30*time.Second, p.name+" snapshot after the delete", func() error {
-			m := snapshotState(t, p.dir)
+			m, err := snapshotState(p.dir)
+			if err != nil {
+				return err
+			}
 			if m["a"] != "1" || m["c"] != "3" || m["k"] != "v2" {
 				return fmt.Errorf("snapshot %v", m)
 			}

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -219,111 +215,3 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-// readSnapshot decodes state.bin: one JSON object of strings.
-func readSnapshot(r io.Reader) (data, peers map[string]string, err error) {
-	all := make(map[string]string)
-	if err := json.NewDecoder(bufio.NewReaderSize(r, 1<<16)).Decode(&all); err != nil {
-		return nil, nil, fmt.Errorf("decode state: %w", err)
-	}
-	peers = make(map[string]string)
-	for k, v := range all {
-		if strings.HasPrefix(k, peerKeyPrefix) {
-			peers[strings.TrimPrefix(k, peerKeyPrefix)] = v
-			delete(all, k)
-		}
-	}
-	return all, peers, nil
-}
-
-// fsmSnapshot is a copy no one else holds; Persist may take its time.
-type fsmSnapshot struct {
-	data  map[string]string
-	peers map[string]string
-}
-
-// Persist streams the copy as one JSON object (the tutorial's state.bin).
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := s.write(sink); err != nil {
-		if cerr := sink.Cancel(); cerr != nil {
-			return fmt.Errorf("%w (and cancel: %v)", err, cerr)
-		}
-		return err
-	}
-	return sink.Close()
-}
-
-func (s *fsmSnapshot) write(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 1<<16)
-	buf := make([]byte, 0, 256)
-	buf = append(buf, '{')
-	first := true
-	put := func(k, v string) error {
-		if !first {
-			buf = append(buf, ',')
-		}
-		first = false
-		buf = appendJSONString(buf, k)
-		buf = append(buf, ':')
-		buf = appendJSONString(buf, v)
-		_, err := bw.Write(buf)
-		buf = buf[:0]
-		return err
-	}
-	for k, v := range s.data {
-		if err := put(k, v); err != nil {
-			return fmt.Errorf("write snapshot: %w", err)
-		}
-	}
-	for k, v := range s.peers {
-		if err := put(peerKeyPrefix+k, v); err != nil {
-			return fmt.Errorf("write snapshot: %w", err)
-		}
-	}
-	buf = append(buf, '}')
-	if _, err := bw.Write(buf); err != nil {
-		return fmt.Errorf("write snapshot: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write snapshot: %w", err)
-	}
-	return nil
-}
-
-// Release is a no-op: the copy is garbage once Persist returns.
-func (s *fsmSnapshot) Release() {}
-
-// appendJSONString appends s as a JSON string literal. It is the JSON that
-// encoding/json writes, without the HTML escaping and one allocation per call.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
-}

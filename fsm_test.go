@@ -202,3 +202,38 @@ func TestAppendJSONString(t *testing.T) {
 		}
 	}
 }
+
+// The streaming reader accepts exactly what encoding/json accepts for a
+// map[string]string and yields the same map.
+func FuzzReadSnapshot(f *testing.F) {
+	f.Add(`{"a":"b","c":"d"}`)
+	f.Add(` { "k\"ey" : "v\\al\u00e9\ud83c\udf89" , "x":"" } `)
+	f.Add(`{"lone":"\ud800x","bad":"\xff"}`)
+	f.Add(`{"a":"b",}`)
+	f.Add(`{"a":1}`)
+	f.Add(`{}` + "\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		ours, _, err := readSnapshot(strings.NewReader(in))
+		var theirs map[string]string
+		jerr := json.Unmarshal([]byte(in), &theirs)
+		if strings.TrimSpace(in) == "null" {
+			return // json's nil map; never written by us
+		}
+		if (err == nil) != (jerr == nil) {
+			t.Fatalf("%q: ours %v, encoding/json %v", in, err, jerr)
+		}
+		if err != nil {
+			return
+		}
+		for k, v := range theirs {
+			if strings.HasPrefix(k, peerKeyPrefix) {
+				delete(theirs, k) // split off as peer records
+			} else if ours[k] != v {
+				t.Fatalf("%q: key %q: ours %q, json %q", in, k, ours[k], v)
+			}
+		}
+		if len(ours) != len(theirs) {
+			t.Fatalf("%q: %d keys, json %d", in, len(ours), len(theirs))
+		}
+	})
+}

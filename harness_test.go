@@ -404,22 +404,22 @@ func waitValue(t testing.TB, p *proc, key, want string) {
 	})
 }
 
-// snapshotState reads the JSON object of the node's one snapshot.
-func snapshotState(t testing.TB, dir string) map[string]string {
-	t.Helper()
+// snapshotState reads the JSON object of the node's one snapshot; an error
+// while there is none (yet), so it can be polled.
+func snapshotState(dir string) (map[string]string, error) {
 	matches, err := filepath.Glob(filepath.Join(dir, "snapshots", "*", "state.bin"))
 	if err != nil || len(matches) != 1 {
-		t.Fatalf("want one snapshot in %s, found %v (%v)", dir, matches, err)
+		return nil, fmt.Errorf("want one snapshot in %s, found %v (%v)", dir, matches, err)
 	}
 	b, err := os.ReadFile(matches[0])
 	if err != nil {
-		t.Fatal(err)
+		return nil, err // raft may have just replaced it: poll again
 	}
 	var m map[string]string
 	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&m); err != nil {
-		t.Fatalf("state.bin is not a JSON object of strings: %v\n%s", err, b)
+		return nil, fmt.Errorf("state.bin is not a JSON object of strings: %v\n%s", err, b)
 	}
-	return m
+	return m, nil
 }
 
 // runDaemon runs stcached to completion (it must exit by itself within a
