@@ -214,4 +214,3 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.log.Info("restored snapshot", "keys", len(data))
 	return nil
 }
-
