@@ -16,6 +16,26 @@
 //
 // or simply `make bench` (extra flags through BENCHFLAGS=...).
 //
+// With -target, the same load runs against a peer built elsewhere, so that
+// throughput ratios come from one machine and one load generator (-stcached
+// then names the peer's binary):
+//
+//	tutorial  the tutorial's original stcache: flags -node -http -raft
+//	          -bootstrap -join, the same /set and /get, data in ./<node>
+//	          (stbench runs each node in its temporary directory); it
+//	          answers 200 to everything, so a set counts only if the body
+//	          is "ok"
+//	hraftd    otoolep/hraftd: flags -id -haddr -raddr -join and the data
+//	          dir as argument; set is POST /key with {"k":"v"}, get is
+//	          GET /key/k
+//
+// Neither peer has strong reads (strong workloads are skipped with a note)
+// or a status endpoint: stbench starts node1 alone, waits until a set
+// through it succeeds (their joining nodes ask node1 once and give up),
+// starts the others, and counts the cluster ready when a set through the
+// leader can be read back from every node. The batch column needs stcache's
+// /status and shows "-" for them.
+//
 // Workloads are named <kind><clients>, e.g. set64:
 //
 //	set     /set?key=K&value=V                 to the leader
@@ -83,7 +103,15 @@ type config struct {
 	keep       bool
 	tmp        string
 	raw        bool
+	target     string // targetStcache, targetTutorial or targetHraftd
 }
+
+// The systems stbench can start and load.
+const (
+	targetStcache  = "stcache"
+	targetTutorial = "tutorial"
+	targetHraftd   = "hraftd"
+)
 
 // workload is one row of the table.
 type workload struct {
@@ -123,8 +151,9 @@ func main() {
 func parseFlags(args []string) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("stbench", flag.ContinueOnError)
-	fs.StringVar(&cfg.stcached, "stcached", "./stcached", "path of the stcached binary to start")
-	fs.StringVar(&cfg.nodeFlags, "node-flags", "", "extra flags for every stcached, space-separated (e.g. \"-log-level warn\")")
+	fs.StringVar(&cfg.stcached, "stcached", "./stcached", "path of the binary to start: stcached, or the -target peer's")
+	fs.StringVar(&cfg.target, "target", targetStcache, "what the binary is: stcache, tutorial (the tutorial's original stcache) or hraftd (otoolep/hraftd)")
+	fs.StringVar(&cfg.nodeFlags, "node-flags", "", "extra flags for every node, space-separated (e.g. \"-log-level warn\")")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each workload runs")
 	fs.IntVar(&cfg.keys, "keys", 10000, "keyspace size; every key is preloaded before the first workload")
 	fs.IntVar(&cfg.valueSize, "value-size", 100, "value size in bytes")
@@ -152,6 +181,12 @@ With -client nethttp (the default) the load generator spends about as much
 CPU per request as the leader; -client raw spends far less, so read-heavy
 workloads show more of the server. Every node is stopped on exit or Ctrl-C.
 
+-target tutorial or hraftd loads a peer instead (its binary given with
+-stcached), for side-by-side ratios: the tutorial's original stcache (same
+flags, /set and /get; a set counts only if its body is "ok") or
+otoolep/hraftd (POST /key {"k":"v"}, GET /key/k). Neither has strong reads
+(those rows are skipped) nor /status (no batch column).
+
 Flags:
 `, defaultWorkloads)
 		fs.PrintDefaults()
@@ -164,6 +199,11 @@ Flags:
 	}
 	if cfg.duration <= 0 || cfg.keys <= 0 || cfg.valueSize <= 0 || cfg.preloadCon <= 0 {
 		return nil, errors.New("-duration, -keys, -value-size and -preload-clients must be positive")
+	}
+	switch cfg.target {
+	case targetStcache, targetTutorial, targetHraftd:
+	default:
+		return nil, fmt.Errorf("-target %q: want stcache, tutorial or hraftd", cfg.target)
 	}
 	switch *clientKind {
 	case "nethttp":
@@ -200,11 +240,22 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("-stcached: %w (build it with: go build -o stcached .)", err)
 	}
-	dir, err := os.MkdirTemp(cfg.tmp, "stbench-")
+	// Both absolute, because the nodes run in dir (the tutorial keeps its
+	// data in ./<node>) and exec resolves a relative binary against that.
+	if bin, err = filepath.Abs(bin); err != nil {
+		return err
+	}
+	tmp := cfg.tmp
+	if tmp != "" {
+		if tmp, err = filepath.Abs(tmp); err != nil {
+			return err
+		}
+	}
+	dir, err := os.MkdirTemp(tmp, "stbench-")
 	if err != nil {
 		return err
 	}
-	c := &cluster{bin: bin, dir: dir, extra: strings.Fields(cfg.nodeFlags)}
+	c := &cluster{bin: bin, dir: dir, extra: strings.Fields(cfg.nodeFlags), target: cfg.target}
 	defer func() {
 		c.stop()
 		if cfg.keep {
@@ -213,7 +264,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 			err = rerr
 		}
 	}()
-	if err := c.start(); err != nil {
+	if err := c.start(ctx); err != nil {
 		return err
 	}
 	leader, term, err := c.waitReady(ctx, 60*time.Second)
@@ -223,8 +274,8 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 
 	b := newBencher(cfg, leader.http)
 	defer b.tr.CloseIdleConnections()
-	fmt.Fprintf(out, "stbench: 3 nodes from %s, leader %s (http %s); %d CPUs, GOMAXPROCS %d\n",
-		cfg.stcached, leader.name, leader.http, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	fmt.Fprintf(out, "stbench: 3 %s nodes from %s, leader %s (http %s); %d CPUs, GOMAXPROCS %d\n",
+		cfg.target, cfg.stcached, leader.name, leader.http, runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	clientKind := "net/http"
 	if cfg.raw {
 		clientKind = "raw"
@@ -246,19 +297,26 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		"batch", "leader", "cluster", "stbench")
 	var notes []string
 	for _, w := range cfg.workloads {
+		if w.kind == "strong" && cfg.target != targetStcache {
+			fmt.Fprintf(out, "%-9s %7d   skipped: %s has no strong reads\n", w.name, w.clients, cfg.target)
+			continue
+		}
 		cpu0 := c.cpuTimes(leader)
-		idx0, err := lastLogIndex(ctx, leader)
-		if err != nil {
-			return err
+		var idx0, idx1 uint64 // only stcache's /status tells the log index
+		if cfg.target == targetStcache {
+			if idx0, err = lastLogIndex(ctx, leader); err != nil {
+				return err
+			}
 		}
 		r, err := b.runWorkload(ctx, w)
 		if err != nil {
 			return err
 		}
 		cpu := c.cpuTimes(leader).sub(cpu0)
-		idx1, err := lastLogIndex(ctx, leader)
-		if err != nil {
-			return err
+		if cfg.target == targetStcache {
+			if idx1, err = lastLogIndex(ctx, leader); err != nil {
+				return err
+			}
 		}
 		batch := "-"
 		if r.sets > 0 && idx1 > idx0 {
@@ -289,7 +347,14 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		}
 	}
 	fmt.Fprintln(out)
-	fmt.Fprintln(out, "batch: successful sets per Raft log entry (group commit)")
+	if cfg.target == targetStcache {
+		fmt.Fprintln(out, "batch: successful sets per Raft log entry (group commit)")
+	} else {
+		fmt.Fprintf(out, "batch: not known for %s, which has no /status\n", cfg.target)
+		if cfg.target == targetTutorial {
+			fmt.Fprintln(out, "a tutorial set counts as done only if its body is \"ok\" (it answers 200 to everything)")
+		}
+	}
 	fmt.Fprintln(out, "leader, cluster (3 nodes), stbench: CPU time per answered request, in microseconds")
 	for _, n := range notes {
 		fmt.Fprintln(out, n)
@@ -387,10 +452,12 @@ func procMem(pid int, field string) string {
 // ---- the cluster ----
 
 type cluster struct {
-	bin   string
-	dir   string
-	extra []string
-	nodes []*node
+	bin    string
+	dir    string
+	extra  []string
+	target string
+	nodes  []*node
+	probes int // probe writes so far, for peers' readiness (peerReady)
 }
 
 type node struct {
@@ -423,7 +490,10 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func (c *cluster) start() error {
+// start starts the three nodes. The peers' joining nodes ask node1 once and
+// give up if it does not lead yet (the tutorial's exits, hraftd's stays
+// outside the cluster), so with them node1 first has to take a write.
+func (c *cluster) start(ctx context.Context) error {
 	for i := 1; i <= 3; i++ {
 		h, err := freeAddr()
 		if err != nil {
@@ -438,32 +508,67 @@ func (c *cluster) start() error {
 			dir: filepath.Join(c.dir, name), log: filepath.Join(c.dir, name+".log")})
 	}
 	for i, n := range c.nodes {
-		args := []string{"-node", n.name, "-dir", n.dir, "-http", n.http, "-raft", n.raft}
-		if i == 0 {
-			args = append(args, "-bootstrap")
-		} else {
-			args = append(args, "-join", c.nodes[0].http)
-		}
-		args = append(args, c.extra...)
-		logf, err := os.Create(n.log)
-		if err != nil {
+		if err := c.startNode(n, i == 0); err != nil {
 			return err
 		}
-		cmd := exec.Command(c.bin, args...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = sysProcAttr()
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			return fmt.Errorf("start %s: %w", n.name, err)
+		if i == 0 && c.target != targetStcache {
+			if _, _, err := c.waitReady(ctx, 60*time.Second); err != nil {
+				return err
+			}
 		}
-		n.cmd = cmd
-		n.exited = make(chan struct{})
-		go func() {
-			n.exitErr = cmd.Wait()
-			logf.Close()
-			close(n.exited)
-		}()
 	}
+	return nil
+}
+
+// startNode starts one node with its output in its log file; the first one
+// bootstraps the cluster and the others join it.
+func (c *cluster) startNode(n *node, first bool) error {
+	join := c.nodes[0].http
+	var args []string
+	switch c.target {
+	case targetStcache:
+		args = []string{"-node", n.name, "-dir", n.dir, "-http", n.http, "-raft", n.raft}
+		if first {
+			args = append(args, "-bootstrap")
+		} else {
+			args = append(args, "-join", join)
+		}
+	case targetTutorial: // its data dir is ./<node>: cmd.Dir below
+		args = []string{"-node", n.name, "-http", n.http, "-raft", n.raft}
+		if first {
+			args = append(args, "-bootstrap")
+		} else {
+			args = append(args, "-join", join)
+		}
+	case targetHraftd: // node1 bootstraps because it has no -join
+		args = []string{"-id", n.name, "-haddr", n.http, "-raddr", n.raft}
+		if !first {
+			args = append(args, "-join", join)
+		}
+	}
+	args = append(args, c.extra...)
+	if c.target == targetHraftd {
+		args = append(args, n.dir) // the argument after the flags
+	}
+	logf, err := os.Create(n.log)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.bin, args...)
+	cmd.Dir = c.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", n.name, err)
+	}
+	n.cmd = cmd
+	n.exited = make(chan struct{})
+	go func() {
+		n.exitErr = cmd.Wait()
+		logf.Close()
+		close(n.exited)
+	}()
 	return nil
 }
 
@@ -479,7 +584,9 @@ type nodeStatus struct {
 }
 
 // waitReady polls /status until one node leads with writes enabled, it
-// counts three voters, and both others follow it.
+// counts three voters, and both others follow it. For the peers, which have
+// no such status, it waits until peerReady succeeds for the nodes started
+// so far, and the term is 0.
 func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) (*node, uint64, error) {
 	client := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(timeout)
@@ -488,7 +595,14 @@ func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) (*node, 
 		if err := c.checkAlive(); err != nil {
 			return nil, 0, err
 		}
-		leader, term, err := c.ready(ctx, client)
+		var leader *node
+		var term uint64
+		var err error
+		if c.target == targetStcache {
+			leader, term, err = c.ready(ctx, client)
+		} else {
+			leader, err = c.peerReady(ctx, client)
+		}
 		if err == nil {
 			return leader, term, nil
 		}
@@ -544,6 +658,120 @@ func (c *cluster) ready(ctx context.Context, client *http.Client) (*node, uint64
 		}
 	}
 	return leader, term, nil
+}
+
+// peerReady finds the peer node that takes a write: it sets a fresh probe
+// value through each started node in turn until one confirms it (a
+// follower refuses), then waits until every started node serves that value,
+// which shows that all of them have joined and apply the leader's log.
+func (c *cluster) peerReady(ctx context.Context, client *http.Client) (*node, error) {
+	var started []*node
+	for _, n := range c.nodes {
+		if n.cmd != nil {
+			started = append(started, n)
+		}
+	}
+	c.probes++
+	value := "probe" + strconv.Itoa(c.probes)
+	var leader *node
+	var last error
+	for _, n := range started {
+		if last = c.probeSet(ctx, client, n, value); last == nil {
+			leader = n
+			break
+		}
+	}
+	if leader == nil {
+		return nil, fmt.Errorf("no node takes a write yet: %v", last)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for _, n := range started {
+		for {
+			got, err := c.probeGet(ctx, client, n)
+			if err != nil {
+				return nil, err
+			}
+			if got == value {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("%s does not serve the write made through %s yet", n.name, leader.name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return leader, nil
+}
+
+// probeKey is outside the benchmark's keyspace (k0, k1, ...).
+const probeKey = "stbench-probe"
+
+// probeSet writes probeKey through node n: to the tutorial with /set, whose
+// answer is 200 "ok" (anything else in the body is a refusal), to hraftd
+// with a POST of a JSON object, where 200 means done.
+func (c *cluster) probeSet(ctx context.Context, client *http.Client, n *node, value string) error {
+	var req *http.Request
+	var err error
+	if c.target == targetHraftd {
+		body := fmt.Sprintf(`{%q:%q}`, probeKey, value)
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.http+"/key", strings.NewReader(body))
+	} else {
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet,
+			"http://"+n.http+"/set?key="+probeKey+"&value="+url.QueryEscape(value), nil)
+	}
+	if err != nil {
+		return err
+	}
+	code, body, err := fetch(client, req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.name, err)
+	}
+	if code != http.StatusOK || (c.target == targetTutorial && body != tutorialOK) {
+		return fmt.Errorf("%s: set: status %d, body %.60q", n.name, code, body)
+	}
+	return nil
+}
+
+// probeGet reads probeKey from node n: the tutorial answers the bare value
+// and a newline, hraftd a JSON object {"key":"value"}.
+func (c *cluster) probeGet(ctx context.Context, client *http.Client, n *node) (string, error) {
+	u := "http://" + n.http + "/get?key=" + probeKey
+	if c.target == targetHraftd {
+		u = "http://" + n.http + "/key/" + probeKey
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	code, body, err := fetch(client, req)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", n.name, err)
+	}
+	if code != http.StatusOK {
+		return "", fmt.Errorf("%s: get: status %d, body %.60q", n.name, code, body)
+	}
+	if c.target == targetHraftd {
+		var m map[string]string
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			return "", fmt.Errorf("%s: get: %w", n.name, err)
+		}
+		return m[probeKey], nil
+	}
+	return strings.TrimSuffix(body, "\n"), nil
+}
+
+// fetch does one request and returns the status and body.
+func fetch(client *http.Client, req *http.Request) (int, string, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return 0, "", err
+	}
+	return resp.StatusCode, string(b), nil
 }
 
 // lastLogIndex reads a node's last Raft log index from /status.
@@ -623,6 +851,8 @@ type bencher struct {
 	dialer *net.Dialer
 	base   url.URL
 	value  string
+
+	noHeader, jsonHeader http.Header // for requests without and with a JSON body
 }
 
 func newBencher(cfg *config, leaderHTTP string) *bencher {
@@ -644,15 +874,16 @@ func newBencher(cfg *config, leaderHTTP string) *bencher {
 		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	// The value's first 8 bytes carry a per-client counter, so writes do
-	// change the data; the rest is a fixed pattern.
+	// The value's first 8 bytes carry a per-client counter (appendValue);
+	// the rest is a fixed pattern.
 	const alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 	v := make([]byte, cfg.valueSize)
 	for i := range v {
 		v[i] = alnum[i%len(alnum)]
 	}
 	return &bencher{cfg: cfg, tr: tr, client: client, dialer: dialer,
-		base: url.URL{Scheme: "http", Host: leaderHTTP}, value: string(v)}
+		base: url.URL{Scheme: "http", Host: leaderHTTP}, value: string(v),
+		noHeader: http.Header{}, jsonHeader: http.Header{"Content-Type": {"application/json"}}}
 }
 
 // result is one workload's outcome, merged over its clients.
@@ -677,17 +908,24 @@ func (r *result) merge(o *result) {
 }
 
 // client is one goroutine's request state, reused for every operation so
-// that the loop allocates nothing beyond what net/http itself does (and the
-// query string).
+// that the loop allocates little beyond what net/http itself does.
 type client struct {
 	b   *bencher
 	ctx context.Context
 	rng *rand.Rand
-	req *http.Request // -client nethttp
-	u   url.URL
-	q   []byte
 	seq uint32
 	res result
+
+	// The request being made, built by build.
+	method string
+	path   []byte
+	q      []byte // query string, without '?'
+	body   []byte // request body (hraftd's set), sent with Content-Length
+	resp   []byte // the response body, up to the raw reader's buffer size
+
+	req  *http.Request // -client nethttp
+	u    url.URL
+	rbuf bytes.Buffer
 
 	conn net.Conn // -client raw
 	br   *bufio.Reader
@@ -696,40 +934,80 @@ type client struct {
 
 // newClient makes a client whose requests are aborted when ctx ends (Ctrl-C).
 func (b *bencher) newClient(ctx context.Context, seed uint64) *client {
-	c := &client{b: b, ctx: ctx, rng: rand.New(rand.NewPCG(seed, 0x5eed)), u: b.base, q: make([]byte, 0, 64+len(b.value))}
+	c := &client{b: b, ctx: ctx, rng: rand.New(rand.NewPCG(seed, 0x5eed)), u: b.base,
+		path: make([]byte, 0, 32), q: make([]byte, 0, 64+len(b.value)), body: make([]byte, 0, 32+len(b.value))}
 	c.req = (&http.Request{Method: http.MethodGet, URL: &c.u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{}, Host: b.base.Host}).WithContext(ctx)
 	return c
 }
 
-// do sends one request for key and records its outcome. A Request may be
-// reused once the previous response's body is closed (net/http docs).
-func (c *client) do(kind string, key int) {
-	c.q = c.q[:0]
+// build sets method, path, query and body for one operation (set, get or
+// strong) on key, in the target's API:
+//
+//	stcache, tutorial  GET /set?key=K&value=V, GET /get?key=K[&consistency=strong]
+//	hraftd             POST /key with {"K":"V"}, GET /key/K
+func (c *client) build(kind string, key int) {
+	c.path, c.q, c.body = c.path[:0], c.q[:0], c.body[:0]
+	c.method = http.MethodGet
+	if c.b.cfg.target == targetHraftd {
+		c.path = append(c.path, "/key"...)
+		if kind == "set" {
+			c.method = http.MethodPost
+			c.body = append(c.body, `{"k`...)
+			c.body = strconv.AppendInt(c.body, int64(key), 10)
+			c.body = append(c.body, `":"`...)
+			c.body = c.appendValue(c.body)
+			c.body = append(c.body, `"}`...)
+		} else {
+			c.path = append(c.path, "/k"...)
+			c.path = strconv.AppendInt(c.path, int64(key), 10)
+		}
+		return
+	}
 	c.q = append(c.q, "key=k"...)
 	c.q = strconv.AppendInt(c.q, int64(key), 10)
-	path := "/get"
 	switch kind {
 	case "set":
-		path = "/set"
+		c.path = append(c.path, "/set"...)
 		c.q = append(c.q, "&value="...)
-		start := len(c.q)
-		c.q = append(c.q, c.b.value...)
-		c.seq++
-		const hex = "0123456789abcdef"
-		for i := 0; i < 8 && start+i < len(c.q); i++ {
-			c.q[start+i] = hex[(c.seq>>(28-4*i))&0xf]
-		}
+		c.q = c.appendValue(c.q)
 	case "strong":
+		c.path = append(c.path, "/get"...)
 		c.q = append(c.q, "&consistency=strong"...)
+	default:
+		c.path = append(c.path, "/get"...)
 	}
+}
+
+// appendValue appends the value, its first 8 bytes replaced by a
+// per-client counter in hex, so that writes do change the data. Values are
+// letters and digits: no escaping in a query or in JSON.
+func (c *client) appendValue(dst []byte) []byte {
+	start := len(dst)
+	dst = append(dst, c.b.value...)
+	c.seq++
+	const hex = "0123456789abcdef"
+	for i := 0; i < 8 && start+i < len(dst); i++ {
+		dst[start+i] = hex[(c.seq>>(28-4*i))&0xf]
+	}
+	return dst
+}
+
+// tutorialOK is the tutorial's answer to a set it applied; it answers 200
+// with another body ("write method not allowed", "internal error") to one
+// it refused.
+const tutorialOK = "ok\n"
+
+// do sends one request for key and records its outcome.
+func (c *client) do(kind string, key int) {
+	c.build(kind, key)
 	t0 := time.Now()
 	var code int
 	var err error
 	if c.b.cfg.raw {
-		code, err = c.sendRaw(path)
+		code, err = c.sendRaw()
 	} else {
-		code, err = c.send(path)
+		code, err = c.send()
 	}
 	if err != nil {
 		if c.ctx.Err() != nil {
@@ -742,10 +1020,10 @@ func (c *client) do(kind string, key int) {
 		return
 	}
 	c.res.hist.record(time.Since(t0))
-	if code != http.StatusOK {
+	if code != http.StatusOK || (kind == "set" && c.b.cfg.target == targetTutorial && string(c.resp) != tutorialOK) {
 		c.res.httpErrs++
 		if c.res.firstErr == "" {
-			c.res.firstErr = fmt.Sprintf("%s?%.40s: status %d", path, c.q, code)
+			c.res.firstErr = fmt.Sprintf("%s %s?%.40s %.40s: status %d, body %.60q", c.method, c.path, c.q, c.body, code, c.resp)
 		}
 		return
 	}
@@ -757,18 +1035,29 @@ func (c *client) do(kind string, key int) {
 
 // send is one request through net/http, reusing the client's Request:
 // allowed once the previous response's body is closed (net/http docs).
-func (c *client) send(path string) (int, error) {
-	c.u.Path = path
+func (c *client) send() (int, error) {
+	c.req.Method = c.method
+	c.u.Path = string(c.path)
 	c.u.RawQuery = string(c.q)
+	c.req.Header = c.b.noHeader
+	c.req.Body, c.req.ContentLength = nil, 0
+	if len(c.body) > 0 {
+		// A new reader each time; c.body itself is rewritten only after
+		// the answer, and the server answers only once it has read it all.
+		c.req.Header = c.b.jsonHeader
+		c.req.Body, c.req.ContentLength = io.NopCloser(bytes.NewReader(c.body)), int64(len(c.body))
+	}
 	resp, err := c.b.client.Do(c.req)
 	if err != nil {
 		return 0, err
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	c.rbuf.Reset()
+	_, err = c.rbuf.ReadFrom(resp.Body)
 	resp.Body.Close()
 	if err != nil {
 		return 0, fmt.Errorf("read body: %w", err)
 	}
+	c.resp = c.rbuf.Bytes()
 	return resp.StatusCode, nil
 }
 
@@ -777,7 +1066,7 @@ func (c *client) send(path string) (int, error) {
 // request to two goroutines per connection (its read and write loops); on a
 // 2-core machine that costs the load generator about as much CPU per
 // request as the server spends, which caps what a local run can show.
-func (c *client) sendRaw(path string) (int, error) {
+func (c *client) sendRaw() (int, error) {
 	if c.conn == nil {
 		conn, err := c.b.dialer.DialContext(c.ctx, "tcp", c.b.base.Host)
 		if err != nil {
@@ -790,13 +1079,21 @@ func (c *client) sendRaw(path string) (int, error) {
 			c.br.Reset(conn)
 		}
 	}
-	w := append(c.wbuf[:0], "GET "...)
-	w = append(w, path...)
-	w = append(w, '?')
-	w = append(w, c.q...)
+	w := append(c.wbuf[:0], c.method...)
+	w = append(w, ' ')
+	w = append(w, c.path...)
+	if len(c.q) > 0 {
+		w = append(w, '?')
+		w = append(w, c.q...)
+	}
 	w = append(w, " HTTP/1.1\r\nHost: "...)
 	w = append(w, c.b.base.Host...)
+	if len(c.body) > 0 {
+		w = append(w, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+		w = strconv.AppendInt(w, int64(len(c.body)), 10)
+	}
 	w = append(w, "\r\n\r\n"...)
+	w = append(w, c.body...)
 	c.wbuf = w
 	code, keep, err := c.rawRoundTrip(w)
 	if err != nil || !keep {
@@ -808,7 +1105,11 @@ func (c *client) sendRaw(path string) (int, error) {
 
 var errRawResponse = errors.New("-client raw: unexpected response framing (want HTTP/1.1 with Content-Length)")
 
+// rawRoundTrip writes req and reads the response; its body is kept in
+// c.resp if it fits the reader's buffer (all the short answers whose text
+// matters do), else c.resp is empty.
 func (c *client) rawRoundTrip(req []byte) (code int, keep bool, err error) {
+	c.resp = c.resp[:0]
 	// The same bound as the net/http client's ResponseHeaderTimeout.
 	if err := c.conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		return 0, false, err
@@ -864,6 +1165,13 @@ func (c *client) rawRoundTrip(req []byte) (code int, keep bool, err error) {
 	}
 	if length < 0 {
 		return 0, false, errRawResponse
+	}
+	if length <= c.br.Size() {
+		b, err := c.br.Peek(length)
+		if err != nil {
+			return 0, false, err
+		}
+		c.resp = append(c.resp, b...)
 	}
 	if _, err := c.br.Discard(length); err != nil {
 		return 0, false, err

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,6 +53,51 @@ func TestParseWorkload(t *testing.T) {
 	for _, bad := range []string{"", "set", "set0", "get-1", "put8", "set1x"} {
 		if _, err := parseWorkload(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// Each target's requests reach a server in its API's shape, with both
+// clients, and a tutorial set counts only if the body says "ok".
+func TestTargetRequests(t *testing.T) {
+	type seen struct{ method, path, query, ctype, body string }
+	for _, tc := range []struct {
+		target, kind string
+		want         seen
+		answer       string // the body the fake server answers with
+		ok           bool
+	}{
+		{targetStcache, "set", seen{"GET", "/set", "key=k7&value=00000001ijklmnop", "", ""}, "", true},
+		{targetStcache, "get", seen{"GET", "/get", "key=k7", "", ""}, "v\n", true},
+		{targetStcache, "strong", seen{"GET", "/get", "key=k7&consistency=strong", "", ""}, "v\n", true},
+		{targetTutorial, "set", seen{"GET", "/set", "key=k7&value=00000001ijklmnop", "", ""}, "ok\n", true},
+		{targetTutorial, "set", seen{"GET", "/set", "key=k7&value=00000001ijklmnop", "", ""}, "write method not allowed\n", false},
+		{targetTutorial, "get", seen{"GET", "/get", "key=k7", "", ""}, "v\n", true},
+		{targetHraftd, "set", seen{"POST", "/key", "", "application/json", `{"k7":"00000001ijklmnop"}`}, "", true},
+		{targetHraftd, "get", seen{"GET", "/key/k7", "", "", ""}, `{"k7":"v"}`, true},
+	} {
+		for _, raw := range []bool{false, true} {
+			var got seen
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				got = seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Content-Type"), string(b)}
+				io.WriteString(w, tc.answer)
+			}))
+			cfg := &config{target: tc.target, raw: raw, valueSize: 16, preloadCon: 1}
+			b := newBencher(cfg, strings.TrimPrefix(srv.URL, "http://"))
+			c := b.newClient(t.Context(), 1)
+			c.do(tc.kind, 7)
+			c.close()
+			b.tr.CloseIdleConnections()
+			srv.Close()
+			name := fmt.Sprintf("%s %s raw=%v answer %q", tc.target, tc.kind, raw, tc.answer)
+			if got != tc.want {
+				t.Errorf("%s: server saw %+v, want %+v", name, got, tc.want)
+			}
+			if ok := c.res.ok == 1; ok != tc.ok || c.res.netErrs != 0 {
+				t.Errorf("%s: ok %d, http errors %d, transport errors %d (%s); want ok=%v",
+					name, c.res.ok, c.res.httpErrs, c.res.netErrs, c.res.firstErr, tc.ok)
+			}
 		}
 	}
 }
