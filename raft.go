@@ -160,13 +160,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		return nil, fmt.Errorf("read existing raft state in %s: %w", cfg.Dir, err)
 	}
 	n.hadState = hasState
-	// Recent entries stay in memory: the leader reads each one back to
-	// replicate it, which would otherwise be a BoltDB read transaction.
-	logs, err := raft.NewLogCache(512, n.logStore)
-	if err != nil {
-		return nil, fmt.Errorf("log cache: %w", err)
-	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.stable, snaps, n.transport)
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.logStore, n.stable, snaps, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("start raft (data dir %s): %w", cfg.Dir, err)
 	}

@@ -103,6 +103,7 @@ type config struct {
 	keep       bool
 	tmp        string
 	raw        bool
+	scale      bool
 	target     string // targetStcache, targetTutorial or targetHraftd
 }
 
@@ -161,6 +162,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.preloadCon, "preload-clients", 64, "concurrent clients for the preload")
 	clientKind := fs.String("client", "nethttp", "HTTP client: nethttp (net/http, a shared Transport) or raw (one connection per client, written and read by its own goroutine: far less load-generator CPU)")
 	fs.StringVar(&cfg.tmp, "tmp", "", "directory for the nodes' temporary data dirs (default: the system's temp dir); it decides which disk fsyncs")
+	fs.BoolVar(&cfg.scale, "scale", false, "after the workloads, report the leader's last snapshot (time, state.bin size) and restart a follower, timing until it serves again (stcache only; use with a large -keys)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (node data and logs) and print its path")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `stbench: start a fresh local 3-node stcache cluster and measure it.
@@ -196,6 +198,9 @@ Flags:
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if cfg.scale && cfg.target != targetStcache {
+		return nil, errors.New("-scale needs -target stcache (it reads /status)")
 	}
 	if cfg.duration <= 0 || cfg.keys <= 0 || cfg.valueSize <= 0 || cfg.preloadCon <= 0 {
 		return nil, errors.New("-duration, -keys, -value-size and -preload-clients must be positive")
@@ -365,6 +370,9 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 			role = "leader"
 		}
 		fmt.Fprintf(out, "%s (%s) peak RSS %s, RSS now %s\n", n.name, role, procMem(n.pid(), "VmHWM"), procMem(n.pid(), "VmRSS"))
+	}
+	if cfg.scale {
+		return reportScale(ctx, c, leader, out)
 	}
 	return nil
 }
