@@ -121,8 +121,9 @@ func uvarint(b []byte) (uint64, int) {
 }
 
 // fsm is stcache's raft.FSM. Raft calls Apply, Snapshot and Restore from one
-// goroutine, never concurrently with each other; Persist runs concurrently
-// with Apply, which is why Snapshot hands it a copy.
+// goroutine, never concurrently with each other; Persist and Release run on
+// its snapshot goroutine, concurrently with Apply, which is why Snapshot
+// freezes the map (see cache.Freeze).
 type fsm struct {
 	cache *cache
 	log   hclog.Logger
@@ -148,13 +149,13 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 		f.log.Error("skipping undecodable log entry", "index", l.Index, "error", err)
 		return err
 	}
-	f.cache.update(func(m map[string]string) {
+	f.cache.update(func(w cacheWriter) {
 		for _, c := range cmds {
 			switch c.op {
 			case opSet:
-				m[c.key] = c.value
+				w.Set(c.key, c.value)
 			case opDelete:
-				delete(m, c.key)
+				w.Delete(c.key)
 			}
 		}
 	})
@@ -193,11 +194,13 @@ func (f *fsm) copyPeers() map[string]string {
 	return m
 }
 
-// Snapshot takes the point-in-time copy that Persist writes. Apply cannot run
-// while it does (same goroutine), so the copy is exactly the state at the
-// snapshot's index.
+// Snapshot freezes the point-in-time state that Persist writes. Apply cannot
+// run while it does (same goroutine), so the state is exactly that at the
+// snapshot's index. Freezing is O(1), so Apply does not wait for a copy of
+// the map; the peers, a few entries, are copied.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{data: f.cache.Copy(), peers: f.copyPeers()}, nil
+	data, gen := f.cache.Freeze()
+	return &fsmSnapshot{data: data, peers: f.copyPeers(), release: func() { f.cache.Release(gen) }}, nil
 }
 
 // Restore replaces the whole state with a snapshot's.

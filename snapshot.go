@@ -16,13 +16,17 @@ import (
 // strings. It is written and read here by streaming, so a snapshot of a
 // large map never needs a second copy of it in memory as bytes.
 
-// fsmSnapshot is a copy no one else holds; Persist may take its time.
+// fsmSnapshot is a frozen view of the state: no one writes to data until
+// release is called, and peers is a copy, so Persist may take its time
+// without a lock. hashicorp/raft calls Release once after Persist returns (or
+// instead of it, if the snapshot is abandoned), never during it.
 type fsmSnapshot struct {
-	data  map[string]string
-	peers map[string]string
+	data    map[string]string
+	peers   map[string]string
+	release func()
 }
 
-// Persist streams the copy as one JSON object.
+// Persist streams the state as one JSON object.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := s.write(sink); err != nil {
 		if cerr := sink.Cancel(); cerr != nil {
@@ -70,8 +74,8 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	return nil
 }
 
-// Release is a no-op: the copy is garbage once Persist returns.
-func (s *fsmSnapshot) Release() {}
+// Release gives the frozen map back to the cache (see cache.Release).
+func (s *fsmSnapshot) Release() { s.release() }
 
 // readSnapshot decodes state.bin, splitting off our peer records. It accepts
 // what encoding/json accepts for a map[string]string (except a bare null),

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"maps"
+	"math/rand/v2"
+	"reflect"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// cacheContents returns a copy of what c holds, as Get sees it.
+func cacheContents(c *cache) map[string]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.mergedLocked()
+}
+
+// checkCache fails unless c holds exactly want, by Get, Len and contents.
+func checkCache(t *testing.T, c *cache, want map[string]string) {
+	t.Helper()
+	if got := cacheContents(c); !reflect.DeepEqual(got, want) {
+		t.Fatalf("cache holds %v, want %v", got, want)
+	}
+	if n := c.Len(); n != len(want) {
+		t.Fatalf("Len %d, want %d", n, len(want))
+	}
+	for k, v := range want {
+		if got, ok := c.Get(k); !ok || got != v {
+			t.Fatalf("Get(%q) = %q %v, want %q", k, got, ok, v)
+		}
+	}
+}
+
+func filledCache(m map[string]string) *cache {
+	c := newCache()
+	c.Replace(maps.Clone(m))
+	return c
+}
+
+// Writes while frozen are visible at once but leave the frozen map alone;
+// Release folds them into the live map.
+func TestCacheFreezeRelease(t *testing.T) {
+	before := map[string]string{"a": "1", "b": "2", "c": "3"}
+	c := filledCache(before)
+	frozen, gen := c.Freeze()
+	c.update(func(w cacheWriter) {
+		w.Set("a", "10")   // overwrite
+		w.Delete("b")      // delete
+		w.Set("d", "4")    // new key
+		w.Delete("absent") // no-op
+		w.Set("e", "5")
+		w.Delete("e") // new key, then gone
+		w.Delete("c")
+		w.Set("c", "30") // deleted, then back
+	})
+	want := map[string]string{"a": "10", "c": "30", "d": "4"}
+	checkCache(t, c, want)
+	if _, ok := c.Get("b"); ok {
+		t.Fatal("deleted key still visible")
+	}
+	if !reflect.DeepEqual(frozen, before) {
+		t.Fatalf("frozen map changed: %v", frozen)
+	}
+
+	c.Release(gen)
+	checkCache(t, c, want)
+	if c.overlay != nil || !reflect.DeepEqual(c.data, want) {
+		t.Fatalf("after release: data %v, overlay %v", c.data, c.overlay)
+	}
+	c.Set("f", "6") // straight into the live map again
+	if c.overlay != nil || c.data["f"] != "6" {
+		t.Fatal("write after release did not go to the map")
+	}
+}
+
+// A Restore during a snapshot swaps the map; the old snapshot's Release must
+// neither merge into the new map nor touch the one it streamed.
+func TestCacheReleaseAfterReplace(t *testing.T) {
+	before := map[string]string{"a": "1"}
+	c := filledCache(before)
+	frozen, gen := c.Freeze()
+	c.Set("a", "2")
+	c.Set("b", "3")
+	restored := map[string]string{"r": "1"}
+	c.Replace(maps.Clone(restored))
+	checkCache(t, c, restored)
+	c.Release(gen)
+	checkCache(t, c, restored)
+	if !reflect.DeepEqual(frozen, before) {
+		t.Fatalf("frozen map changed: %v", frozen)
+	}
+	c.Set("x", "y")
+	if c.overlay != nil || c.data["x"] != "y" {
+		t.Fatal("write after replace did not go to the map")
+	}
+}
+
+// Release of an older snapshot, or a second Release, does nothing.
+func TestCacheStaleRelease(t *testing.T) {
+	c := filledCache(map[string]string{"a": "1"})
+	_, gen1 := c.Freeze()
+	c.Set("b", "2")
+	c.Release(gen1)
+	frozen2, gen2 := c.Freeze()
+	c.Set("c", "3")
+	c.Release(gen1) // stale
+	if c.overlay == nil || !reflect.DeepEqual(frozen2, map[string]string{"a": "1", "b": "2"}) {
+		t.Fatalf("stale release merged: frozen %v, overlay %v", frozen2, c.overlay)
+	}
+	want := map[string]string{"a": "1", "b": "2", "c": "3"}
+	checkCache(t, c, want)
+	c.Release(gen2)
+	c.Release(gen2) // twice
+	checkCache(t, c, want)
+	if c.overlay != nil {
+		t.Fatal("overlay kept after release")
+	}
+}
+
+// Freeze while a snapshot is unreleased still gives a point-in-time view,
+// and neither snapshot's map changes until its own Release.
+func TestCacheFreezeWhileFrozen(t *testing.T) {
+	c := filledCache(map[string]string{"a": "1", "b": "2"})
+	frozen1, gen1 := c.Freeze()
+	c.Set("a", "10")
+	c.Delete("b")
+	c.Set("c", "3")
+	frozen2, gen2 := c.Freeze()
+	want1 := map[string]string{"a": "1", "b": "2"}
+	want2 := map[string]string{"a": "10", "c": "3"}
+	if !reflect.DeepEqual(frozen2, want2) {
+		t.Fatalf("second snapshot %v, want %v", frozen2, want2)
+	}
+	c.Set("d", "4")
+	c.Delete("a")
+	want := map[string]string{"c": "3", "d": "4"}
+	checkCache(t, c, want)
+	c.Release(gen1)
+	checkCache(t, c, want)
+	if !reflect.DeepEqual(frozen1, want1) || !reflect.DeepEqual(frozen2, want2) {
+		t.Fatalf("frozen maps changed: %v, %v", frozen1, frozen2)
+	}
+	c.Release(gen2)
+	checkCache(t, c, want)
+	if c.overlay != nil {
+		t.Fatal("overlay kept after release")
+	}
+}
+
+// Random operations against a plain map: Get and Len always agree with it,
+// and a frozen map holds the state of its Freeze until its Release.
+func TestCacheModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	c := newCache()
+	model := map[string]string{}
+	type snap struct {
+		m, want map[string]string
+		gen     uint64
+	}
+	var snaps []snap
+	for i := 0; i < 5000; i++ {
+		k := strconv.Itoa(rng.IntN(50))
+		switch r := rng.IntN(100); {
+		case r < 45:
+			v := strconv.Itoa(i)
+			c.Set(k, v)
+			model[k] = v
+		case r < 85:
+			c.Delete(k)
+			delete(model, k)
+		case r < 92:
+			m, gen := c.Freeze()
+			snaps = append(snaps, snap{m, maps.Clone(model), gen})
+		case r < 99:
+			if len(snaps) > 0 {
+				j := rng.IntN(len(snaps))
+				c.Release(snaps[j].gen)
+				snaps = append(snaps[:j], snaps[j+1:]...)
+			}
+		default:
+			model = map[string]string{"r" + k: k}
+			c.Replace(maps.Clone(model))
+		}
+		if n := c.Len(); n != len(model) {
+			t.Fatalf("step %d: Len %d, want %d", i, n, len(model))
+		}
+		if v, ok := c.Get(k); v != model[k] || ok != (model[k] != "") {
+			t.Fatalf("step %d: Get(%q) = %q %v, want %q", i, k, v, ok, model[k])
+		}
+		for _, s := range snaps {
+			if !reflect.DeepEqual(s.m, s.want) {
+				t.Fatalf("step %d: snapshot %d changed before its release", i, s.gen)
+			}
+		}
+	}
+	checkCache(t, c, model)
+}
+
+// Readers, a batch writer (with an occasional Replace, as Restore does) and
+// a snapshotter that reads its frozen map without the lock, as Persist
+// does, all at once: run with -race. Each batch sets every key to one value,
+// so a frozen map must hold one value throughout.
+func TestCacheConcurrent(t *testing.T) {
+	const keys, rounds = 20, 2000
+	c := newCache()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(3)
+	go func() { // the FSM goroutine
+		defer wg.Done()
+		defer close(stop)
+		for i := 0; i < rounds; i++ {
+			v := strconv.Itoa(i)
+			if i%500 == 499 {
+				m := map[string]string{}
+				for k := 0; k < keys; k++ {
+					m[strconv.Itoa(k)] = v
+				}
+				c.Replace(m)
+				continue
+			}
+			c.update(func(w cacheWriter) {
+				for k := 0; k < keys; k++ {
+					w.Delete(strconv.Itoa(k))
+					w.Set(strconv.Itoa(k), v)
+				}
+			})
+		}
+	}()
+	go func() { // the snapshot goroutine
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m, gen := c.Freeze()
+			if len(m) != 0 && len(m) != keys {
+				t.Errorf("snapshot of %d keys", len(m))
+			}
+			seen := map[string]bool{}
+			for _, v := range m {
+				seen[v] = true
+			}
+			if len(seen) > 1 {
+				t.Errorf("snapshot holds half a batch: %v", seen)
+			}
+			c.Release(gen)
+		}
+	}()
+	go func() { // HTTP readers
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if n := c.Len(); n != 0 && n != keys {
+				t.Errorf("Len %d between batches", n)
+			}
+			c.Get("7")
+		}
+	}()
+	wg.Wait()
+	want := map[string]string{}
+	for k := 0; k < keys; k++ {
+		want[strconv.Itoa(k)] = strconv.Itoa(rounds - 1)
+	}
+	checkCache(t, c, want)
+}
