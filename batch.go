@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"sync"
+	"time"
 )
 
 // Limits on one group-commit batch: enough to amortise a commit over many
@@ -18,8 +19,9 @@ var errCommitterClosed = errors.New("node is shutting down")
 // log entry (one Apply, one encoding, one BoltDB insert and fsync), and each
 // caller is answered only when its batch is committed and applied, so every
 // "ok" still means exactly that. One batch is in flight at a time; the next
-// one gathers while it commits. There is no timer: a lone client pays no
-// wait, and under load the batch grows to whatever arrived during one commit.
+// one gathers while it commits, and then for as long as it takes the writers
+// just answered to send their next write (see gather), at most one more
+// commit's time. A lone client pays no wait.
 type committer struct {
 	apply func(entry []byte) error
 
@@ -101,12 +103,52 @@ func (c *committer) run() {
 			}
 			// A fresh buffer each time: Raft keeps the slice until the
 			// entry is stored and replicated.
+			start := time.Now()
 			err := c.apply(encodeCommands(make([]byte, 0, size), cmds))
+			round := time.Since(start)
+			answered := len(batch)
 			for i, p := range batch {
 				p.done <- err
 				batch[i] = nil
 			}
 			clear(cmds)
+			// A lone writer has no cohort to wait for, and after a failure
+			// (lost leadership, say) the writers' next attempts go elsewhere.
+			if answered > 1 && err == nil {
+				c.gather(answered, round)
+			}
+		}
+	}
+}
+
+// gather waits, after a batch is answered, for its writers to come back.
+// Without it, under load the writers split into two cohorts that take turns
+// (one gathers while the other's batch commits), and every batch holds only
+// half of them, for the same fsyncs. It returns as soon as pending has grown
+// by the number just answered, and never waits longer than max (the last
+// commit's duration, so it scales with the disk and the load instead of
+// being a tuned constant: half of it gathered only about 40 of 64 writers
+// on a busy 2-core machine, all of it about 58). Writers that do not come
+// back (they read next, or are done) cost at most that.
+func (c *committer) gather(answered int, max time.Duration) {
+	c.mu.Lock()
+	target := min(len(c.pending)+answered, maxBatchOps)
+	c.mu.Unlock()
+	timer := time.NewTimer(max)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		n := len(c.pending)
+		c.mu.Unlock()
+		if n >= target {
+			return
+		}
+		select {
+		case <-c.wake:
+		case <-timer.C:
+			return
+		case <-c.stop: // run sees it next
+			return
 		}
 	}
 }

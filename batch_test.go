@@ -122,3 +122,80 @@ func TestVerifierSharesRounds(t *testing.T) {
 		t.Fatalf("%d rounds for 21 reads, want 2 (3 if a reader was slow to queue)", n)
 	}
 }
+
+// After a batch is answered, the committer waits for its writers' next
+// writes to join the next batch, so writers do not split into two cohorts
+// that take turns.
+func TestCommitterGathersAnsweredWriters(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	hold := []chan struct{}{make(chan struct{}), make(chan struct{})}
+	inFlight := make(chan int, 2)
+	var calls atomic.Int32
+	c := newCommitter(func(entry []byte) error {
+		cmds, err := decodeCommands(entry)
+		if err != nil {
+			return err
+		}
+		if n := int(calls.Add(1)); n <= len(hold) {
+			inFlight <- n
+			<-hold[n-1]
+		}
+		mu.Lock()
+		sizes = append(sizes, len(cmds))
+		mu.Unlock()
+		return nil
+	})
+	defer c.close()
+	queued := func(n int, minAge time.Duration, since time.Time) {
+		waitFor(t, 10*time.Second, fmt.Sprintf("%d writes queued", n), func() error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if len(c.pending) != n {
+				return fmt.Errorf("%d pending", len(c.pending))
+			}
+			if time.Since(since) < minAge {
+				return errors.New("batch not in flight long enough yet")
+			}
+			return nil
+		})
+	}
+
+	errs := make(chan error, 20)
+	write := func(key string) { errs <- c.submit(command{op: opSet, key: key, value: "v"}) }
+	go write("x") // batch 1, held
+	<-inFlight
+	// Writers A and B: batch 2, then each writes again as soon as answered.
+	for _, w := range []string{"a", "b"} {
+		go func() {
+			for i := range 2 {
+				if err := c.submit(command{op: opSet, key: fmt.Sprint(w, i), value: "v"}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	queued(2, 0, time.Now())
+	close(hold[0])
+	<-inFlight // batch 2 (A and B) is in flight
+	start := time.Now()
+	for i := range 4 {
+		go write(fmt.Sprint("c", i))
+	}
+	// Batch 2's time in flight is how long the committer will wait for A
+	// and B to come back: make it ample.
+	queued(4, 200*time.Millisecond, start)
+	close(hold[1])
+	for range 1 + 2 + 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) != 3 || sizes[0] != 1 || sizes[1] != 2 || sizes[2] != 6 {
+		t.Fatalf("batch sizes %v, want [1 2 6]: A's and B's second writes should join the four queued ones", sizes)
+	}
+}
