@@ -200,8 +200,9 @@ type verifier struct {
 }
 
 type readRound struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	readers int // how many share it (guarded by verifier.mu; for tests)
 }
 
 // wait returns the outcome of a leadership check that started after the call.
@@ -211,6 +212,7 @@ func (v *verifier) wait() error {
 		v.next = &readRound{done: make(chan struct{})}
 	}
 	r := v.next
+	r.readers++
 	if !v.running {
 		v.running = true
 		v.next = nil
