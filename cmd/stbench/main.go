@@ -309,9 +309,11 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		cpu0 := c.cpuTimes(leader)
 		var idx0, idx1 uint64 // only stcache's /status tells the log index
 		if cfg.target == targetStcache {
-			if idx0, err = lastLogIndex(ctx, leader); err != nil {
+			st, err := getStatus(ctx, leader)
+			if err != nil {
 				return err
 			}
+			idx0 = st.LastLogIndex
 		}
 		r, err := b.runWorkload(ctx, w)
 		if err != nil {
@@ -319,9 +321,11 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		}
 		cpu := c.cpuTimes(leader).sub(cpu0)
 		if cfg.target == targetStcache {
-			if idx1, err = lastLogIndex(ctx, leader); err != nil {
+			st, err := getStatus(ctx, leader)
+			if err != nil {
 				return err
 			}
+			idx1 = st.LastLogIndex
 		}
 		batch := "-"
 		if r.sets > 0 && idx1 > idx0 {
@@ -580,15 +584,44 @@ func (c *cluster) startNode(n *node, first bool) error {
 	return nil
 }
 
-// nodeStatus is the part of /status stbench needs.
+// nodeStatus is the part of stcache's /status stbench needs.
 type nodeStatus struct {
-	State    string `json:"state"`
-	Term     uint64 `json:"term"`
-	Leader   string `json:"leader"`
-	Writable bool   `json:"writable"`
-	Servers  []struct {
+	State             string `json:"state"`
+	Term              uint64 `json:"term"`
+	Leader            string `json:"leader"`
+	Writable          bool   `json:"writable"`
+	LastLogIndex      uint64 `json:"last_log_index"`
+	CommitIndex       uint64 `json:"commit_index"`
+	AppliedIndex      uint64 `json:"applied_index"`
+	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
+	Keys              int    `json:"keys"`
+	Servers           []struct {
 		Suffrage string `json:"suffrage"`
 	} `json:"servers"`
+}
+
+// getStatus reads a stcache node's /status. The timeout is generous: a
+// leader just out of a workload may be slow to answer.
+func getStatus(ctx context.Context, n *node) (nodeStatus, error) {
+	var st nodeStatus
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.http+"/status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("%s /status: %w", n.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("%s /status: %s", n.name, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("%s /status: %w", n.name, err)
+	}
+	return st, nil
 }
 
 // waitReady polls /status until one node leads with writes enabled, it
@@ -607,7 +640,7 @@ func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) (*node, 
 		var term uint64
 		var err error
 		if c.target == targetStcache {
-			leader, term, err = c.ready(ctx, client)
+			leader, term, err = c.ready(ctx)
 		} else {
 			leader, err = c.peerReady(ctx, client)
 		}
@@ -626,23 +659,14 @@ func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) (*node, 
 	}
 }
 
-func (c *cluster) ready(ctx context.Context, client *http.Client) (*node, uint64, error) {
+func (c *cluster) ready(ctx context.Context) (*node, uint64, error) {
 	var leader *node
 	var term uint64
 	sts := make([]nodeStatus, len(c.nodes))
 	for i, n := range c.nodes {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.http+"/status", nil)
-		if err != nil {
+		var err error
+		if sts[i], err = getStatus(ctx, n); err != nil {
 			return nil, 0, err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", n.name, err)
-		}
-		err = json.NewDecoder(resp.Body).Decode(&sts[i])
-		resp.Body.Close()
-		if err != nil {
-			return nil, 0, fmt.Errorf("%s /status: %w", n.name, err)
 		}
 		if sts[i].State == "Leader" && sts[i].Writable {
 			leader, term = n, sts[i].Term
@@ -780,28 +804,6 @@ func fetch(client *http.Client, req *http.Request) (int, string, error) {
 		return 0, "", err
 	}
 	return resp.StatusCode, string(b), nil
-}
-
-// lastLogIndex reads a node's last Raft log index from /status.
-func lastLogIndex(ctx context.Context, n *node) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.http+"/status", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("%s /status: %w", n.name, err)
-	}
-	defer resp.Body.Close()
-	var st struct {
-		LastLogIndex uint64 `json:"last_log_index"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return 0, fmt.Errorf("%s /status: %w", n.name, err)
-	}
-	return st.LastLogIndex, nil
 }
 
 // checkAlive fails if any node has exited: the numbers would be meaningless.

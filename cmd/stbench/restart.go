@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,14 +31,14 @@ func reportScale(ctx context.Context, c *cluster, leader *node, out io.Writer) e
 	// wait until both the leader and the node to restart have one that
 	// covers everything written, so that the restart restores a snapshot
 	// of the whole map rather than replaying the log.
-	lst, err := fullStatus(ctx, leader)
+	lst, err := getStatus(ctx, leader)
 	if err != nil {
 		return err
 	}
 	wait := time.Now().Add(3 * time.Minute)
 	for _, n := range []*node{leader, f} {
 		for {
-			st, err := fullStatus(ctx, n)
+			st, err := getStatus(ctx, n)
 			if err == nil && st.LastSnapshotIndex >= lst.CommitIndex {
 				break
 			}
@@ -61,7 +59,7 @@ func reportScale(ctx context.Context, c *cluster, leader *node, out io.Writer) e
 		fmt.Fprintf(out, "snapshot: %s has not logged a complete snapshot\n", leader.name)
 	}
 
-	if lst, err = fullStatus(ctx, leader); err != nil {
+	if lst, err = getStatus(ctx, leader); err != nil {
 		return err
 	}
 	t0 := time.Now()
@@ -84,7 +82,7 @@ func reportScale(ctx context.Context, c *cluster, leader *node, out io.Writer) e
 		if f.hasExited() {
 			return fmt.Errorf("%s exited after its restart%s", f.name, c.logTails())
 		}
-		st, err := fullStatus(ctx, f)
+		st, err := getStatus(ctx, f)
 		if err == nil {
 			if answered == 0 {
 				answered = time.Since(t1)
@@ -108,38 +106,6 @@ func reportScale(ctx context.Context, c *cluster, leader *node, out io.Writer) e
 		f.name, stopped.Round(time.Millisecond), answered.Round(time.Millisecond), leader.name,
 		lst.Keys, lst.CommitIndex, serving.Round(time.Millisecond), procMem(f.pid(), "VmHWM"))
 	return nil
-}
-
-// scaleStatus is the part of stcache's /status that the scale report needs.
-type scaleStatus struct {
-	State             string `json:"state"`
-	Leader            string `json:"leader"`
-	CommitIndex       uint64 `json:"commit_index"`
-	AppliedIndex      uint64 `json:"applied_index"`
-	Keys              int    `json:"keys"`
-	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
-}
-
-func fullStatus(ctx context.Context, n *node) (scaleStatus, error) {
-	var st scaleStatus
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.http+"/status", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("%s /status: %w", n.name, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("%s /status: %s", n.name, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return st, fmt.Errorf("%s /status: %w", n.name, err)
-	}
-	return st, nil
 }
 
 // lastSnapshot finds the last "starting snapshot up to" / "snapshot
