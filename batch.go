@@ -125,16 +125,16 @@ func (c *committer) run() {
 // Without it, under load the writers split into two cohorts that take turns
 // (one gathers while the other's batch commits), and every batch holds only
 // half of them, for the same fsyncs. It returns as soon as pending has grown
-// by the number just answered, and never waits longer than max (the last
+// by the number just answered, and never waits longer than limit (the last
 // commit's duration, so it scales with the disk and the load instead of
 // being a tuned constant: half of it gathered only about 40 of 64 writers
 // on a busy 2-core machine, all of it about 58). Writers that do not come
 // back (they read next, or are done) cost at most that.
-func (c *committer) gather(answered int, max time.Duration) {
+func (c *committer) gather(answered int, limit time.Duration) {
 	c.mu.Lock()
 	target := min(len(c.pending)+answered, maxBatchOps)
 	c.mu.Unlock()
-	timer := time.NewTimer(max)
+	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	for {
 		c.mu.Lock()

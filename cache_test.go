@@ -228,42 +228,38 @@ func TestCacheConcurrent(t *testing.T) {
 			})
 		}
 	}()
-	go func() { // the snapshot goroutine
+	// untilStop runs fn over and over until the writer is done.
+	untilStop := func(fn func()) {
 		defer wg.Done()
 		for {
 			select {
 			case <-stop:
 				return
 			default:
+				fn()
 			}
-			m, gen := c.Freeze()
-			if len(m) != 0 && len(m) != keys {
-				t.Errorf("snapshot of %d keys", len(m))
-			}
-			seen := map[string]bool{}
-			for _, v := range m {
-				seen[v] = true
-			}
-			if len(seen) > 1 {
-				t.Errorf("snapshot holds half a batch: %v", seen)
-			}
-			c.Release(gen)
 		}
-	}()
-	go func() { // HTTP readers
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if n := c.Len(); n != 0 && n != keys {
-				t.Errorf("Len %d between batches", n)
-			}
-			c.Get("7")
+	}
+	go untilStop(func() { // the snapshot goroutine
+		m, gen := c.Freeze()
+		if len(m) != 0 && len(m) != keys {
+			t.Errorf("snapshot of %d keys", len(m))
 		}
-	}()
+		seen := map[string]bool{}
+		for _, v := range m {
+			seen[v] = true
+		}
+		if len(seen) > 1 {
+			t.Errorf("snapshot holds half a batch: %v", seen)
+		}
+		c.Release(gen)
+	})
+	go untilStop(func() { // HTTP readers
+		if n := c.Len(); n != 0 && n != keys {
+			t.Errorf("Len %d between batches", n)
+		}
+		c.Get("7")
+	})
 	wg.Wait()
 	want := map[string]string{}
 	for k := 0; k < keys; k++ {
