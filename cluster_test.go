@@ -190,16 +190,7 @@ func TestLeaderHandsOverOnSIGTERM(t *testing.T) {
 	if !strings.Contains(log, "handing leadership over before stopping") || strings.Contains(log, "leadership transfer failed") {
 		t.Fatalf("no clean hand-over in the log:\n%s", log)
 	}
-	var nl *proc
-	waitFor(t, 10*time.Second, "the new leader", func() error {
-		for _, p := range c.nodes {
-			if s, err := p.status(); p != l && err == nil && s.State == "Leader" && s.Writable {
-				nl = p
-				return nil
-			}
-		}
-		return fmt.Errorf("none yet")
-	})
+	nl := waitLeader(t, 10*time.Second, c.nodes, l)
 	// A hand-over, not an election after a timeout: the survivors saw no
 	// heartbeat timeout.
 	for _, p := range c.nodes {

@@ -401,10 +401,22 @@ func (c *cluster) waitConverged(timeout time.Duration) {
 // leader returns the running node that reports itself Leader and writable.
 func (c *cluster) leader() *proc {
 	c.t.Helper()
+	return waitLeader(c.t, 30*time.Second, c.nodes, nil)
+}
+
+// waitLeader waits until a running node of nodes other than not (nil: any)
+// reports itself Leader and writable, and returns it: after the old leader
+// is killed, stopped or cut off, it finds its successor.
+func waitLeader(t testing.TB, timeout time.Duration, nodes []*proc, not *proc) *proc {
+	t.Helper()
 	var l *proc
-	waitFor(c.t, 30*time.Second, "a writable leader", func() error {
-		for _, p := range c.nodes {
-			if !p.running() {
+	what := "a writable leader"
+	if not != nil {
+		what += " other than " + not.name
+	}
+	waitFor(t, timeout, what, func() error {
+		for _, p := range nodes {
+			if p == not || !p.running() {
 				continue
 			}
 			if s, err := p.status(); err == nil && s.State == "Leader" && s.Writable {

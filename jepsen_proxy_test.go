@@ -567,19 +567,7 @@ func TestRaftProxyIsolatesLeader(t *testing.T) {
 		}
 		oldP := jc.nodes[old]
 		jc.net.isolate(old, mode)
-		var nl *proc
-		waitFor(t, 30*time.Second, "a new leader without "+oldP.name, func() error {
-			for i, p := range jc.nodes {
-				if i == old {
-					continue
-				}
-				if s, err := p.status(); err == nil && s.State == "Leader" && s.Writable {
-					nl = p
-					return nil
-				}
-			}
-			return fmt.Errorf("none yet")
-		})
+		nl := waitLeader(t, 30*time.Second, jc.nodes, oldP)
 		key := "cut-" + mode.String()
 		waitFor(t, 30*time.Second, "a write on the new leader", func() error {
 			r, err := call(nl.http, "/set?key="+key+"&value=v")

@@ -92,19 +92,7 @@ func TestTutorialSection4(t *testing.T) {
 	// that takes writes.
 	old := c.leader()
 	old.kill()
-	var nl *proc
-	waitFor(t, 30*time.Second, "a new leader", func() error {
-		for _, p := range c.nodes {
-			if p == old {
-				continue
-			}
-			if s, err := p.status(); err == nil && s.State == "Leader" && s.Writable {
-				nl = p
-				return nil
-			}
-		}
-		return fmt.Errorf("no new leader yet")
-	})
+	nl := waitLeader(t, 30*time.Second, c.nodes, old)
 	nl.expect("/set?key=after&value=switch", 200, "ok\n")
 	for _, p := range c.nodes {
 		if p != old && p != nl {
