@@ -152,13 +152,7 @@ func (c *cache) Release(gen uint64) {
 	if c.overlay == nil || gen != c.gen {
 		return
 	}
-	for k, e := range c.overlay {
-		if e.deleted {
-			delete(c.data, k)
-		} else {
-			c.data[k] = e.value
-		}
-	}
+	applyOverlay(c.data, c.overlay)
 	c.overlay = nil
 }
 
@@ -167,14 +161,19 @@ func (c *cache) Release(gen uint64) {
 // faster than re-inserting each key.
 func (c *cache) mergedLocked() map[string]string {
 	m := maps.Clone(c.data)
-	for k, e := range c.overlay {
+	applyOverlay(m, c.overlay)
+	return m
+}
+
+// applyOverlay writes the overlay's sets and deletes into m.
+func applyOverlay(m map[string]string, overlay map[string]overlayEntry) {
+	for k, e := range overlay {
 		if e.deleted {
 			delete(m, k)
 		} else {
 			m[k] = e.value
 		}
 	}
-	return m
 }
 
 // Replace swaps the whole map, for snapshot restore, under the lock readers
