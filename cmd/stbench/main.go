@@ -307,25 +307,18 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 			continue
 		}
 		cpu0 := c.cpuTimes(leader)
-		var idx0, idx1 uint64 // only stcache's /status tells the log index
-		if cfg.target == targetStcache {
-			st, err := getStatus(ctx, leader)
-			if err != nil {
-				return err
-			}
-			idx0 = st.LastLogIndex
+		idx0, err := c.logIndex(ctx, leader)
+		if err != nil {
+			return err
 		}
 		r, err := b.runWorkload(ctx, w)
 		if err != nil {
 			return err
 		}
 		cpu := c.cpuTimes(leader).sub(cpu0)
-		if cfg.target == targetStcache {
-			st, err := getStatus(ctx, leader)
-			if err != nil {
-				return err
-			}
-			idx1 = st.LastLogIndex
+		idx1, err := c.logIndex(ctx, leader)
+		if err != nil {
+			return err
 		}
 		batch := "-"
 		if r.sets > 0 && idx1 > idx0 {
@@ -598,6 +591,16 @@ type nodeStatus struct {
 	Servers           []struct {
 		Suffrage string `json:"suffrage"`
 	} `json:"servers"`
+}
+
+// logIndex returns n's last Raft log index, for the batch column; 0 for the
+// peers, which have no /status to tell it.
+func (c *cluster) logIndex(ctx context.Context, n *node) (uint64, error) {
+	if c.target != targetStcache {
+		return 0, nil
+	}
+	st, err := getStatus(ctx, n)
+	return st.LastLogIndex, err
 }
 
 // getStatus reads a stcache node's /status. The timeout is generous: a
