@@ -13,7 +13,13 @@ const (
 	maxBatchBytes = 4 << 20
 )
 
+// errCommitterClosed: the node is stopping and the write was never handed to
+// Raft, so it certainly did not happen.
 var errCommitterClosed = errors.New("node is shutting down")
+
+// errAbandoned: the node stopped while the write's entry was with Raft, which
+// may never answer for it after its shutdown. It may or may not have happened.
+var errAbandoned = errors.New("node shut down while the write was in flight (it may or may not have been applied)")
 
 // committer is group commit: concurrent writes are coalesced into one Raft
 // log entry (one Apply, one encoding, one BoltDB insert and fsync), and each
@@ -23,7 +29,7 @@ var errCommitterClosed = errors.New("node is shutting down")
 // just answered to send their next write (see gather), at most one more
 // commit's time. A lone client pays no wait.
 type committer struct {
-	apply func(entry []byte) error
+	apply func(entry []byte) (index uint64, err error)
 
 	mu      sync.Mutex
 	pending []*pendingWrite
@@ -35,13 +41,14 @@ type committer struct {
 }
 
 type pendingWrite struct {
-	cmd  command
-	done chan error // capacity 1, so the committer never blocks on a caller
+	cmd   command
+	index uint64     // the log index that carried it, set before done
+	done  chan error // capacity 1, so the committer never blocks on a caller
 }
 
 var pendingPool = sync.Pool{New: func() any { return &pendingWrite{done: make(chan error, 1)} }}
 
-func newCommitter(apply func([]byte) error) *committer {
+func newCommitter(apply func([]byte) (uint64, error)) *committer {
 	c := &committer{
 		apply: apply,
 		wake:  make(chan struct{}, 1),
@@ -52,15 +59,16 @@ func newCommitter(apply func([]byte) error) *committer {
 	return c
 }
 
-// submit queues cmd for the next batch and waits for that batch's outcome.
-func (c *committer) submit(cmd command) error {
+// submit queues cmd for the next batch and waits for that batch's outcome:
+// the index of the log entry that carried it, or an error.
+func (c *committer) submit(cmd command) (uint64, error) {
 	p := pendingPool.Get().(*pendingWrite)
 	p.cmd = cmd
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		pendingPool.Put(p)
-		return errCommitterClosed
+		return 0, errCommitterClosed
 	}
 	c.pending = append(c.pending, p)
 	c.mu.Unlock()
@@ -69,27 +77,22 @@ func (c *committer) submit(cmd command) error {
 	default: // already signalled
 	}
 	err := <-p.done
-	p.cmd = command{}
+	index := p.index
+	p.cmd, p.index = command{}, 0
 	pendingPool.Put(p)
-	return err
+	return index, err
 }
 
 func (c *committer) run() {
 	defer close(c.done)
+	defer c.closeQueue()
 	var batch []*pendingWrite
 	var cmds []command
+	applied := make(chan applyResult, 1)
 	for {
 		select {
 		case <-c.wake:
 		case <-c.stop:
-			c.mu.Lock()
-			c.closed = true
-			rest := c.pending
-			c.pending = nil
-			c.mu.Unlock()
-			for _, p := range rest {
-				p.done <- errCommitterClosed
-			}
 			return
 		}
 		for {
@@ -104,14 +107,32 @@ func (c *committer) run() {
 			// A fresh buffer each time: Raft keeps the slice until the
 			// entry is stored and replicated.
 			start := time.Now()
-			err := c.apply(encodeCommands(make([]byte, 0, size), cmds))
+			entry := encodeCommands(make([]byte, 0, size), cmds)
+			// Apply runs aside so that a stop is never held up by a Raft
+			// that does not answer (after its shutdown it may not).
+			go func() {
+				index, err := c.apply(entry)
+				applied <- applyResult{index, err}
+			}()
+			var res applyResult
+			stopped := false
+			select {
+			case res = <-applied:
+			case <-c.stop:
+				res.err, stopped = errAbandoned, true
+			}
 			round := time.Since(start)
 			answered := len(batch)
 			for i, p := range batch {
-				p.done <- err
+				p.index = res.index
+				p.done <- res.err
 				batch[i] = nil
 			}
 			clear(cmds)
+			if stopped {
+				return
+			}
+			err := res.err
 			// A lone writer has no cohort to wait for, and after a failure
 			// (lost leadership, say) the writers' next attempts go elsewhere.
 			if answered > 1 && err == nil {
@@ -153,6 +174,23 @@ func (c *committer) gather(answered int, limit time.Duration) {
 	}
 }
 
+type applyResult struct {
+	index uint64
+	err   error
+}
+
+// closeQueue refuses every write still queued and every later one.
+func (c *committer) closeQueue() {
+	c.mu.Lock()
+	c.closed = true
+	rest := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, p := range rest {
+		p.done <- errCommitterClosed
+	}
+}
+
 // take moves the next batch out of pending, within the batch limits.
 func (c *committer) take(batch []*pendingWrite, cmds []command) ([]*pendingWrite, []command) {
 	c.mu.Lock()
@@ -176,7 +214,9 @@ func (c *committer) take(batch []*pendingWrite, cmds []command) ([]*pendingWrite
 	return batch, cmds
 }
 
-// close stops the committer; queued and later writes fail.
+// close stops the committer; queued and later writes fail. It returns
+// promptly even if Raft never answers for the batch in flight, whose writers
+// get errAbandoned.
 func (c *committer) close() {
 	select {
 	case <-c.stop:
@@ -205,8 +245,10 @@ type readRound struct {
 	readers int // how many share it (guarded by verifier.mu; for tests)
 }
 
-// wait returns the outcome of a leadership check that started after the call.
-func (v *verifier) wait() error {
+// wait returns the outcome of a leadership check that started after the
+// call, or errCommitterClosed once stop is closed: Raft may never answer a
+// check that was pending when it shut down.
+func (v *verifier) wait(stop <-chan struct{}) error {
 	v.mu.Lock()
 	if v.next == nil {
 		v.next = &readRound{done: make(chan struct{})}
@@ -219,8 +261,12 @@ func (v *verifier) wait() error {
 		go v.run(r)
 	}
 	v.mu.Unlock()
-	<-r.done
-	return r.err
+	select {
+	case <-r.done:
+		return r.err
+	case <-stop:
+		return errCommitterClosed
+	}
 }
 
 func (v *verifier) run(r *readRound) {

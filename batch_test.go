@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Concurrent writes are coalesced while a batch is in flight, every caller
@@ -17,7 +19,7 @@ func TestCommitterGroupsWrites(t *testing.T) {
 	release := make(chan struct{})
 	first := make(chan struct{})
 	var calls atomic.Int32
-	c := newCommitter(func(entry []byte) error {
+	c := newCommitter(indexed(func(entry []byte) error {
 		cmds, err := decodeCommands(entry)
 		if err != nil {
 			return err
@@ -35,14 +37,14 @@ func TestCommitterGroupsWrites(t *testing.T) {
 			}
 		}
 		return nil
-	})
+	}))
 	defer c.close()
 
 	errs := make(chan error, 100)
-	go func() { errs <- c.submit(command{op: opSet, key: "k0", value: "v"}) }()
+	go func() { errs <- submitErr(c, command{op: opSet, key: "k0", value: "v"}) }()
 	<-first
 	for i := 1; i < 50; i++ {
-		go func(i int) { errs <- c.submit(command{op: opSet, key: fmt.Sprintf("k%d", i), value: "v"}) }(i)
+		go func(i int) { errs <- submitErr(c, command{op: opSet, key: fmt.Sprintf("k%d", i), value: "v"}) }(i)
 	}
 	waitFor(t, 10*time.Second, "49 writes queued", func() error {
 		c.mu.Lock()
@@ -63,12 +65,12 @@ func TestCommitterGroupsWrites(t *testing.T) {
 	}
 
 	// A failed batch fails each of its writes.
-	if err := c.submit(command{op: opSet, key: "fail", value: "v"}); err == nil {
+	if err := submitErr(c, command{op: opSet, key: "fail", value: "v"}); err == nil {
 		t.Fatal("failed batch reported success")
 	}
 
 	c.close()
-	if err := c.submit(command{op: opSet, key: "late", value: "v"}); !errors.Is(err, errCommitterClosed) {
+	if err := submitErr(c, command{op: opSet, key: "late", value: "v"}); !errors.Is(err, errCommitterClosed) {
 		t.Fatalf("submit after close: %v", err)
 	}
 }
@@ -86,10 +88,10 @@ func TestVerifierSharesRounds(t *testing.T) {
 		return nil
 	}}
 	done := make(chan error, 30)
-	go func() { done <- v.wait() }()
+	go func() { done <- v.wait(nil) }()
 	<-started // round 1 is in flight
 	for i := 0; i < 20; i++ {
-		go func() { done <- v.wait() }()
+		go func() { done <- v.wait(nil) }()
 	}
 	// Every one of the 20 must have joined the queued round before round 1
 	// ends; otherwise a straggler would rightly need a round of its own.
@@ -129,7 +131,7 @@ func TestCommitterGathersAnsweredWriters(t *testing.T) {
 	hold := []chan struct{}{make(chan struct{}), make(chan struct{})}
 	inFlight := make(chan int, 2)
 	var calls atomic.Int32
-	c := newCommitter(func(entry []byte) error {
+	c := newCommitter(indexed(func(entry []byte) error {
 		cmds, err := decodeCommands(entry)
 		if err != nil {
 			return err
@@ -142,7 +144,7 @@ func TestCommitterGathersAnsweredWriters(t *testing.T) {
 		sizes = append(sizes, len(cmds))
 		mu.Unlock()
 		return nil
-	})
+	}))
 	defer c.close()
 	queued := func(n int, minAge time.Duration, since time.Time) {
 		waitFor(t, 10*time.Second, fmt.Sprintf("%d writes queued", n), func() error {
@@ -159,14 +161,14 @@ func TestCommitterGathersAnsweredWriters(t *testing.T) {
 	}
 
 	errs := make(chan error, 20)
-	write := func(key string) { errs <- c.submit(command{op: opSet, key: key, value: "v"}) }
+	write := func(key string) { errs <- submitErr(c, command{op: opSet, key: key, value: "v"}) }
 	go write("x") // batch 1, held
 	<-inFlight
 	// Writers A and B: batch 2, then each writes again as soon as answered.
 	for _, w := range []string{"a", "b"} {
 		go func() {
 			for i := range 2 {
-				if err := c.submit(command{op: opSet, key: fmt.Sprint(w, i), value: "v"}); err != nil {
+				if err := submitErr(c, command{op: opSet, key: fmt.Sprint(w, i), value: "v"}); err != nil {
 					errs <- err
 					return
 				}
@@ -194,5 +196,128 @@ func TestCommitterGathersAnsweredWriters(t *testing.T) {
 	defer mu.Unlock()
 	if len(sizes) != 3 || sizes[0] != 1 || sizes[1] != 2 || sizes[2] != 6 {
 		t.Fatalf("batch sizes %v, want [1 2 6]: A's and B's second writes should join the four queued ones", sizes)
+	}
+}
+
+// indexed adapts an apply that only fails or not to the committer's, giving
+// entries the indices 1, 2, 3...
+func indexed(apply func([]byte) error) func([]byte) (uint64, error) {
+	var next atomic.Uint64
+	return func(entry []byte) (uint64, error) {
+		if err := apply(entry); err != nil {
+			return 0, err
+		}
+		return next.Add(1), nil
+	}
+}
+
+func submitErr(c *committer, cmd command) error {
+	_, err := c.submit(cmd)
+	return err
+}
+
+// Every write of a batch learns the index of the entry that carried it.
+func TestCommitterReportsIndex(t *testing.T) {
+	c := newCommitter(func([]byte) (uint64, error) { return 42, nil })
+	defer c.close()
+	if index, err := c.submit(command{op: opSet, key: "k", value: "v"}); err != nil || index != 42 {
+		t.Fatalf("submit = %d, %v; want 42", index, err)
+	}
+}
+
+// A Raft that never answers (as after its shutdown, for an entry still
+// queued) must not hold up a stop: close returns, the write in flight gets
+// errAbandoned (it may have happened), a queued one errCommitterClosed.
+func TestCommitterClosesWhileApplyHangs(t *testing.T) {
+	entered := make(chan struct{})
+	never := make(chan struct{})
+	defer close(never) // lets the stuck apply goroutine end with the test
+	c := newCommitter(func([]byte) (uint64, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-never
+		return 0, nil
+	})
+	inFlight := make(chan error, 1)
+	go func() { inFlight <- submitErr(c, command{op: opSet, key: "a", value: "v"}) }()
+	<-entered
+	queued := make(chan error, 1)
+	go func() { queued <- submitErr(c, command{op: opSet, key: "b", value: "v"}) }()
+	waitFor(t, 10*time.Second, "second write queued", func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.pending) != 1 {
+			return fmt.Errorf("%d pending", len(c.pending))
+		}
+		return nil
+	})
+	closed := make(chan struct{})
+	go func() { c.close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("close did not return while apply hangs")
+	}
+	if err := <-inFlight; !errors.Is(err, errAbandoned) {
+		t.Fatalf("in-flight write: %v, want errAbandoned", err)
+	}
+	if err := <-queued; !errors.Is(err, errCommitterClosed) {
+		t.Fatalf("queued write: %v, want errCommitterClosed", err)
+	}
+}
+
+// A strong read waiting on a leadership check that Raft never answers gives
+// up when the node stops.
+func TestVerifierWaitEndsOnStop(t *testing.T) {
+	never := make(chan struct{})
+	defer close(never)
+	v := &verifier{verify: func() error { <-never; return nil }}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- v.wait(stop) }()
+	close(stop)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errCommitterClosed) {
+			t.Fatalf("wait = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait did not end on stop")
+	}
+}
+
+// While a leadership transfer is in progress raft refuses a barrier at
+// once; the retry loop must pause, longer each time, not spin.
+func TestBarrierRetryBacksOff(t *testing.T) {
+	calls := 0
+	barrier := func() error {
+		calls++
+		if calls <= 8 {
+			return raft.ErrLeadershipTransferInProgress
+		}
+		return nil
+	}
+	var pauses []time.Duration
+	pause := func(d time.Duration) bool { pauses = append(pauses, d); return true }
+	if err := retryBarrier(barrier, func() bool { return true }, pause); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 9 || len(pauses) != 8 {
+		t.Fatalf("%d barriers, %d pauses; want 9 and 8", calls, len(pauses))
+	}
+	for i, d := range pauses {
+		if d < 10*time.Millisecond || d > time.Second || (i > 0 && d < pauses[i-1]) {
+			t.Fatalf("pauses %v: want growing pauses between 10ms and 1s", pauses)
+		}
+	}
+	if pauses[len(pauses)-1] < 500*time.Millisecond {
+		t.Fatalf("pauses %v never grew", pauses)
+	}
+	// A node that stops ends the loop.
+	if err := retryBarrier(func() error { return raft.ErrLeadershipTransferInProgress }, func() bool { return true },
+		func(time.Duration) bool { return false }); err == nil {
+		t.Fatal("retry went on after stop")
 	}
 }

@@ -119,14 +119,14 @@ type benchStore struct{}
 
 var benchGetValue = benchValue(0)
 
-func (benchStore) Set(string, string) error { return nil }
-func (benchStore) Delete(string) error      { return nil }
+func (benchStore) Set(string, string) (uint64, error) { return 1, nil }
+func (benchStore) Delete(string) (uint64, error)      { return 1, nil }
 func (benchStore) Get(string, bool) (string, bool, error) {
 	return benchGetValue, true, nil
 }
-func (benchStore) Join(string, string) error { return nil }
-func (benchStore) Leave(string) error        { return nil }
-func (benchStore) Status() status            { return status{} }
+func (benchStore) Join(string, string, bool) (uint64, error) { return 0, nil }
+func (benchStore) Leave(string) (uint64, error)              { return 0, nil }
+func (benchStore) Status() status                            { return status{} }
 
 // discardWriter is a ResponseWriter that keeps nothing, so the allocations
 // counted are the handler's, not a recorder's.

@@ -24,14 +24,16 @@ const (
 )
 
 // store is what the HTTP layer needs of a node. It knows nothing of Raft:
-// every error it returns is a *refusal (not executed), errUnreachablePeer,
-// or an internal error (may have been executed).
+// every error it returns is a *refusal (not executed), errNotMember, a
+// *conflict, errUnreachablePeer, or an internal error (may have been
+// executed). Writes return the index of the log entry that carried them
+// (0: nothing was written).
 type store interface {
-	Set(key, value string) error
-	Delete(key string) error
+	Set(key, value string) (index uint64, err error)
+	Delete(key string) (index uint64, err error)
 	Get(key string, strong bool) (value string, found bool, err error)
-	Join(raftAddr, httpAddr string) error
-	Leave(raftAddr string) error
+	Join(raftAddr, httpAddr string, fresh bool) (index uint64, err error)
+	Leave(raftAddr string) (index uint64, err error)
 	Status() status
 }
 
@@ -138,11 +140,21 @@ func (a *api) set(w http.ResponseWriter, r *http.Request, p url.Values) {
 		text(w, http.StatusRequestEntityTooLarge, "value too large\n")
 		return
 	}
-	if err := a.store.Set(k, v); err != nil {
+	index, err := a.store.Set(k, v)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	setIndex(w, index)
 	text(w, http.StatusOK, "ok\n")
+}
+
+// setIndex tells the client which log entry carried its write, so it can
+// watch that index reach each node (/events, /status).
+func setIndex(w http.ResponseWriter, index uint64) {
+	if index != 0 {
+		w.Header().Set("X-Raft-Index", strconv.FormatUint(index, 10))
+	}
 }
 
 func (a *api) del(w http.ResponseWriter, r *http.Request, p url.Values) {
@@ -151,10 +163,12 @@ func (a *api) del(w http.ResponseWriter, r *http.Request, p url.Values) {
 		text(w, code, msg)
 		return
 	}
-	if err := a.store.Delete(k); err != nil {
+	index, err := a.store.Delete(k)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	setIndex(w, index)
 	text(w, http.StatusOK, "ok\n")
 }
 
@@ -206,10 +220,21 @@ func (a *api) join(w http.ResponseWriter, r *http.Request, p url.Values) {
 		text(w, http.StatusBadRequest, "invalid httpAddress\n")
 		return
 	}
-	if err := a.store.Join(peer, httpAddr); err != nil {
+	var fresh bool
+	switch p.Get("fresh") {
+	case "", "false":
+	case "true":
+		fresh = true
+	default:
+		text(w, http.StatusBadRequest, "invalid fresh: want true or false\n")
+		return
+	}
+	index, err := a.store.Join(peer, httpAddr, fresh)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	setIndex(w, index)
 	text(w, http.StatusOK, "ok")
 }
 
@@ -219,10 +244,12 @@ func (a *api) leave(w http.ResponseWriter, r *http.Request, p url.Values) {
 		text(w, http.StatusBadRequest, "invalid peerAddress\n")
 		return
 	}
-	if err := a.store.Leave(peer); err != nil {
+	index, err := a.store.Leave(peer)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	setIndex(w, index)
 	text(w, http.StatusOK, "ok")
 }
 
@@ -242,7 +269,12 @@ func (a *api) status(w http.ResponseWriter, _ *http.Request, _ url.Values) {
 // that is decided.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ref *refusal
+	var conf *conflict
 	switch {
+	case errors.Is(err, errNotMember):
+		text(w, http.StatusServiceUnavailable, "not a member\n")
+	case errors.As(err, &conf):
+		text(w, http.StatusConflict, conf.msg+"\n")
 	case errors.As(err, &ref) && ref.LeaderHTTP != "":
 		w.Header().Set("Location", "http://"+ref.LeaderHTTP+r.URL.RequestURI())
 		w.Header().Set("X-Raft-Leader", ref.LeaderHTTP)

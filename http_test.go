@@ -142,17 +142,17 @@ type memStore struct {
 	m  map[string]string
 }
 
-func (s *memStore) Set(k, v string) error {
+func (s *memStore) Set(k, v string) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[k] = v
-	return nil
+	return 1, nil
 }
-func (s *memStore) Delete(k string) error {
+func (s *memStore) Delete(k string) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, k)
-	return nil
+	return 1, nil
 }
 func (s *memStore) Get(k string, strong bool) (string, bool, error) {
 	s.mu.Lock()
@@ -163,9 +163,9 @@ func (s *memStore) Get(k string, strong bool) (string, bool, error) {
 	v, ok := s.m[k]
 	return v, ok, nil
 }
-func (s *memStore) Join(r, h string) error { return nil }
-func (s *memStore) Leave(r string) error   { return &refusal{} }
-func (s *memStore) Status() status         { return status{} }
+func (s *memStore) Join(r, h string, fresh bool) (uint64, error) { return 0, nil }
+func (s *memStore) Leave(r string) (uint64, error)               { return 0, &refusal{} }
+func (s *memStore) Status() status                               { return status{} }
 
 func FuzzHTTPRequest(f *testing.F) {
 	f.Add("GET", "/set", "key=a&value=b", "")

@@ -173,6 +173,7 @@ func serve(o *options, log hclog.Logger) error {
 		RaftBind:          o.raftAddr,
 		RaftAdvertise:     o.raftAdvertise,
 		Bootstrap:         o.bootstrap,
+		Joining:           o.join != "",
 		SnapshotInterval:  o.snapshotInterval,
 		SnapshotThreshold: o.snapshotThreshold,
 		Logger:            log,
@@ -199,13 +200,13 @@ func serve(o *options, log hclog.Logger) error {
 			go func() {
 				jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
 				defer cancel()
-				if err := joinCluster(jctx, log.Named("join"), o.join, o.raftAdvertise, o.httpAdvertise); err != nil {
+				if err := joinCluster(jctx, log.Named("join"), o.join, o.raftAdvertise, o.httpAdvertise, false, n.OpenRaft); err != nil {
 					log.Warn("re-join failed (this node keeps its existing membership)", "error", err)
 				}
 			}()
 		} else {
 			jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
-			err := joinCluster(jctx, log.Named("join"), o.join, o.raftAdvertise, o.httpAdvertise)
+			err := joinCluster(jctx, log.Named("join"), o.join, o.raftAdvertise, o.httpAdvertise, true, n.OpenRaft)
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				return errors.Join(err, shutdown(srv, n, log))
@@ -215,18 +216,47 @@ func serve(o *options, log hclog.Logger) error {
 
 	select {
 	case <-ctx.Done():
-		log.Info("signal received, shutting down")
+		log.Info("signal received, shutting down (a second signal exits at once)")
 	case err := <-served:
 		return errors.Join(fmt.Errorf("http server: %w", err), shutdown(srv, n, log))
 	}
+	forceExitOnSignal(log)
 	return shutdown(srv, n, log)
 }
 
+// forceExitOnSignal lets a second SIGINT or SIGTERM end a shutdown that takes
+// too long. Exiting then is safe for the data (every acknowledged write is
+// on disk), only not tidy: exit code 1.
+func forceExitOnSignal(log hclog.Logger) {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-again
+		log.Error("second signal: exiting now, without a clean shutdown")
+		os.Exit(1)
+	}()
+}
+
+// httpDrain bounds how long a stop waits for requests in flight. A write
+// waits at most applyTimeout for Raft; past the drain, its connection is
+// closed and it ends when the node stops.
+const httpDrain = 5 * time.Second
+
 func shutdown(srv *http.Server, n *node, log hclog.Logger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Requests waiting on Raft (strong reads, joins) give up now, so the
+	// drain below is short; writes already queued complete.
+	n.BeginShutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), httpDrain)
 	defer cancel()
 	var errs []error
-	if err := srv.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+		// Not a failure of the stop: a client that keeps a request open
+		// (a slow body, say) must not turn a clean stop into exit 1.
+		log.Warn("requests still in flight after the drain; closing their connections", "drain", httpDrain)
+		if err := srv.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("http close: %w", err))
+		}
+	} else if err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
 	if err := n.Shutdown(); err != nil {

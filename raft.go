@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +29,7 @@ type nodeConfig struct {
 	RaftBind          string
 	RaftAdvertise     string // the server ID and the address peers dial
 	Bootstrap         bool
+	Joining           bool // started with -join
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	Logger            hclog.Logger
@@ -47,6 +44,7 @@ type node struct {
 	cache     *cache
 	logStore  *raftboltdb.BoltStore
 	stable    *raftboltdb.BoltStore
+	stream    *streamLayer
 	transport *raft.NetworkTransport
 	commits   *committer
 	reads     *verifier
@@ -61,9 +59,19 @@ type node struct {
 	readyTerm uint64
 	readyCh   chan struct{} // closed and replaced when readyTerm changes
 
-	hadState    bool
-	stopWatch   chan struct{} // raft never closes NotifyCh, so we stop the watcher
+	// removed is set while this node is not in the configuration it knows
+	// (after a /leave of it): it then refuses every request but /status.
+	removed atomic.Bool
+
+	hadState bool
+	// stopping is closed when shutdown begins: every wait on Raft selects
+	// on it, because Raft may never answer a request pending at its
+	// shutdown.
+	stopping    chan struct{}
+	stopOnce    sync.Once
+	stopWatch   chan struct{} // raft never closes NotifyCh, so we stop the watchers
 	watcherDone chan struct{}
+	membersDone chan struct{}
 	shutdown    sync.Once
 }
 
@@ -94,8 +102,10 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		log:         log.Named("node"),
 		cache:       newCache(),
 		readyCh:     make(chan struct{}),
+		stopping:    make(chan struct{}),
 		stopWatch:   make(chan struct{}),
 		watcherDone: make(chan struct{}),
+		membersDone: make(chan struct{}),
 	}
 	n.fsm = newFSM(n.cache, log.Named("fsm"))
 	var closers []io.Closer
@@ -132,16 +142,6 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		return nil, fmt.Errorf("open snapshot store in %s: %w", cfg.Dir, err)
 	}
 
-	adv, err := net.ResolveTCPAddr("tcp", cfg.RaftAdvertise)
-	if err != nil {
-		return nil, fmt.Errorf("resolve raft advertise address %s: %w", cfg.RaftAdvertise, err)
-	}
-	n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftBind, adv, 3, 10*time.Second, log.Named("transport"))
-	if err != nil {
-		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
-	}
-	closers = append(closers, n.transport)
-
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.RaftAdvertise)
 	rc.Logger = log.Named("raft")
@@ -160,6 +160,22 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		return nil, fmt.Errorf("read existing raft state in %s: %w", cfg.Dir, err)
 	}
 	n.hadState = hasState
+
+	// The advertised name is checked once here, so a typo fails at start;
+	// it is used as given from then on, and resolved at every dial.
+	if _, err := net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
+		return nil, fmt.Errorf("resolve raft advertise address %s: %w", cfg.RaftAdvertise, err)
+	}
+	// A node with no state that is about to join keeps its Raft port shut
+	// until the leader has forgotten any earlier incarnation (joinCluster).
+	n.stream, err = listenRaft(cfg.RaftBind, cfg.RaftAdvertise, cfg.Joining && !hasState)
+	if err != nil {
+		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
+	}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: n.stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: log.Named("transport"),
+	})
+	closers = append(closers, n.transport)
 	n.raft, err = raft.NewRaft(rc, n.fsm, n.logStore, n.stable, snaps, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("start raft (data dir %s): %w", cfg.Dir, err)
@@ -167,8 +183,9 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	closers = append(closers, closerFunc(func() error { return n.raft.Shutdown().Error() }))
 
 	if cfg.Bootstrap {
+		// The address as given, like the ID: never a resolved IP.
 		boot := raft.Configuration{Servers: []raft.Server{{
-			Suffrage: raft.Voter, ID: rc.LocalID, Address: n.transport.LocalAddr(),
+			Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(cfg.RaftAdvertise),
 		}}}
 		err := n.raft.BootstrapCluster(boot).Error()
 		switch {
@@ -183,6 +200,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	n.commits = newCommitter(n.applyEntry)
 	n.reads = &verifier{verify: func() error { return n.raft.VerifyLeader().Error() }}
 	go n.watchLeadership(notify)
+	go n.watchMembership()
 	return n, nil
 }
 
@@ -192,6 +210,10 @@ func (f closerFunc) Close() error { return f() }
 
 // HadState reports whether this node's data dir held Raft state at start.
 func (n *node) HadState() bool { return n.hadState }
+
+// OpenRaft lets Raft connections in (a node with no state that joins starts
+// with its Raft port shut: see joinCluster).
+func (n *node) OpenRaft() { n.stream.Open() }
 
 // watchLeadership flips the write permission as leadership comes and goes
 // (tutorial section 3.9) and, on winning, commits a barrier so strong reads
@@ -218,23 +240,29 @@ func (n *node) watchLeadership(notify <-chan bool) {
 }
 
 func (n *node) afterElection(term uint64) {
-	for n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
-		err := n.raft.Barrier(applyTimeout).Error()
-		if err == nil {
-			break
-		}
-		n.log.Warn("new-term barrier failed", "term", term, "error", err)
-		if errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return
+	leading := func() bool { return n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term }
+	barrier := func() error { return n.waitFuture(n.raft.Barrier(applyTimeout), nil) }
+	pause := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-n.stopping:
+			return false
 		}
 	}
-	if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+	if err := retryBarrier(barrier, leading, pause); err != nil {
+		n.log.Warn("new-term barrier failed; strong reads wait for the next term", "term", term, "error", err)
+		return
+	}
+	if !leading() {
 		return
 	}
 	n.setReady(term)
 	// Record our own HTTP address, so followers can send clients here.
 	if n.fsm.peerHTTP(n.cfg.RaftAdvertise) != n.cfg.HTTPAdvertise {
-		if err := n.write(command{op: opSetPeer, key: n.cfg.RaftAdvertise, value: n.cfg.HTTPAdvertise}); err != nil {
+		if _, err := n.write(command{op: opSetPeer, key: n.cfg.RaftAdvertise, value: n.cfg.HTTPAdvertise}); err != nil {
 			n.log.Warn("could not record own http address", "error", err)
 		}
 	}
@@ -260,44 +288,103 @@ func (n *node) ready() (bool, <-chan struct{}) {
 	return t != 0 && t == n.raft.CurrentTerm(), n.readyCh
 }
 
+// retryBarrier commits the new term's barrier, retrying while this node
+// still leads the term. Raft refuses a barrier at once while a leadership
+// transfer is in progress, so without the growing pause (10 ms doubling to
+// 1 s) this loop spun a core. pause returns false when the node stops.
+func retryBarrier(barrier func() error, leading func() bool, pause func(time.Duration) bool) error {
+	wait := 10 * time.Millisecond
+	for {
+		if !leading() {
+			return nil
+		}
+		err := barrier()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, raft.ErrNotLeader) ||
+			errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, errCommitterClosed):
+			return err
+		}
+		if !pause(wait) {
+			return err
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// leaderID is the leader's server ID as this node knows it, or "". Always
+// the ID, never the transport's address: with a resolved address a name
+// given as -raft matched nothing (the peers map is keyed by ID).
+func (n *node) leaderID() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
 // refuse builds the refusal for a request this node will not execute.
 func (n *node) refuse() error {
-	addr, _ := n.raft.LeaderWithID()
-	if addr == "" || string(addr) == n.cfg.RaftAdvertise {
+	id := n.leaderID()
+	if id == "" || id == n.cfg.RaftAdvertise {
 		// No leader, or raft says we lead but the write permission has not
 		// caught up yet: either way, try again shortly.
 		return &refusal{}
 	}
-	return &refusal{LeaderHTTP: n.fsm.peerHTTP(string(addr))}
+	return &refusal{LeaderHTTP: n.fsm.peerHTTP(id)}
+}
+
+// waitFuture waits for a Raft future, but not past the node's shutdown
+// (Raft may never answer a request queued when it stopped) nor past
+// timeout if it is not nil.
+func (n *node) waitFuture(f raft.Future, timeout <-chan time.Time) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.stopping:
+		// A future answered just as the node stops is still an answer.
+		select {
+		case err := <-done:
+			return err
+		default:
+			return errCommitterClosed
+		}
+	case <-timeout:
+		return errors.New("timed out waiting for raft (the change may still happen)")
+	}
 }
 
 // applyEntry is the committer's way into Raft: one entry, committed and
-// applied here, or an error.
-func (n *node) applyEntry(data []byte) error {
+// applied here, and its log index, or an error.
+func (n *node) applyEntry(data []byte) (uint64, error) {
 	f := n.raft.Apply(data, applyTimeout)
 	if err := f.Error(); err != nil {
-		return err
+		return 0, err
 	}
 	if err, ok := f.Response().(error); ok {
-		return err
+		return 0, err
 	}
-	return nil
+	return f.Index(), nil
 }
 
-// write replicates cmd through the group committer. A refusal means it was
-// not executed; any other error means it may or may not have been.
-func (n *node) write(cmd command) error {
-	if !n.writable.Load() {
-		return n.refuse()
+// write replicates cmd through the group committer and returns the index of
+// the log entry that carried it. A refusal means it was not executed; any
+// other error means it may or may not have been.
+func (n *node) write(cmd command) (uint64, error) {
+	if n.removed.Load() {
+		return 0, errNotMember
 	}
-	err := n.commits.submit(cmd)
+	if !n.writable.Load() {
+		return 0, n.refuse()
+	}
+	index, err := n.commits.submit(cmd)
 	switch {
 	case err == nil:
-		return nil
-	case notExecuted(err):
-		return n.refuse()
+		return index, nil
+	case notExecuted(err) || errors.Is(err, errCommitterClosed):
+		return 0, n.refuse()
 	default:
-		return fmt.Errorf("raft apply: %w", err)
+		return 0, fmt.Errorf("raft apply: %w", err)
 	}
 }
 
@@ -307,13 +394,14 @@ func notExecuted(err error) bool {
 	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress)
 }
 
-// Set stores value under key on every node.
-func (n *node) Set(key, value string) error {
+// Set stores value under key on every node; it returns the index of the log
+// entry that carried the write.
+func (n *node) Set(key, value string) (uint64, error) {
 	return n.write(command{op: opSet, key: key, value: value})
 }
 
-// Delete removes key on every node.
-func (n *node) Delete(key string) error {
+// Delete removes key on every node, like Set.
+func (n *node) Delete(key string) (uint64, error) {
 	return n.write(command{op: opDelete, key: key})
 }
 
@@ -322,6 +410,9 @@ func (n *node) Delete(key string) error {
 // new-term barrier is applied and after a quorum confirmed its leadership in
 // a round that started after this call.
 func (n *node) Get(key string, strong bool) (string, bool, error) {
+	if n.removed.Load() {
+		return "", false, errNotMember
+	}
 	if strong {
 		if err := n.confirmLeadership(); err != nil {
 			return "", false, err
@@ -346,13 +437,15 @@ func (n *node) confirmLeadership() error {
 		case <-changed:
 		case <-timer.C:
 			return n.refuse()
+		case <-n.stopping:
+			return n.refuse()
 		}
 		if !n.writable.Load() {
 			return n.refuse()
 		}
 	}
-	if err := n.reads.wait(); err != nil {
-		if notExecuted(err) || errors.Is(err, raft.ErrLeadershipLost) {
+	if err := n.reads.wait(n.stopping); err != nil {
+		if notExecuted(err) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, errCommitterClosed) {
 			return n.refuse() // a read that is not answered changes nothing
 		}
 		return fmt.Errorf("verify leadership: %w", err)
@@ -363,97 +456,6 @@ func (n *node) confirmLeadership() error {
 		return n.refuse()
 	}
 	return nil
-}
-
-// Join adds raftAddr as a voter (if it is not one already) and records its
-// HTTP address. Idempotent: joining again changes nothing.
-func (n *node) Join(raftAddr, httpAddr string) error {
-	if !n.writable.Load() {
-		return n.refuse()
-	}
-	cf := n.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return fmt.Errorf("get configuration: %w", err)
-	}
-	id, addr := raft.ServerID(raftAddr), raft.ServerAddress(raftAddr)
-	member := false
-	for _, s := range cf.Configuration().Servers {
-		switch {
-		case s.ID == id && s.Address == addr && s.Suffrage == raft.Voter:
-			member = true
-		case s.ID != id && s.Address == addr:
-			// Same address under another ID: a node that was rebuilt.
-			// Remove the old entry or the cluster counts a ghost voter.
-			if err := n.await(n.raft.RemoveServer(s.ID, 0, 0)); err != nil {
-				return n.raftErr("remove stale server "+string(s.ID), err)
-			}
-		}
-	}
-	if !member {
-		// A voter nothing listens on would count towards the quorum and
-		// could stall a small cluster: refuse it up front.
-		conn, err := net.DialTimeout("tcp", raftAddr, 2*time.Second)
-		if err != nil {
-			return fmt.Errorf("%w: %s: %v", errUnreachablePeer, raftAddr, err)
-		}
-		conn.Close()
-		if err := n.await(n.raft.AddVoter(id, addr, 0, 0)); err != nil {
-			return n.raftErr("add voter "+raftAddr, err)
-		}
-		n.log.Info("added voter", "id", raftAddr, "http", httpAddr)
-	}
-	if httpAddr != "" && n.fsm.peerHTTP(raftAddr) != httpAddr {
-		return n.write(command{op: opSetPeer, key: raftAddr, value: httpAddr})
-	}
-	return nil
-}
-
-// Leave removes raftAddr from the cluster; removing a non-member is ok.
-func (n *node) Leave(raftAddr string) error {
-	if !n.writable.Load() {
-		return n.refuse()
-	}
-	cf := n.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return fmt.Errorf("get configuration: %w", err)
-	}
-	for _, s := range cf.Configuration().Servers {
-		if s.ID == raft.ServerID(raftAddr) {
-			if err := n.await(n.raft.RemoveServer(s.ID, 0, 0)); err != nil {
-				return n.raftErr("remove server "+raftAddr, err)
-			}
-			n.log.Info("removed server", "id", raftAddr)
-		}
-	}
-	if n.fsm.peerHTTP(raftAddr) == "" {
-		return nil
-	}
-	if err := n.write(command{op: opDeletePeer, key: raftAddr}); err != nil {
-		// The server is gone; a stale HTTP address for it is harmless
-		// (only the current leader's is ever used).
-		n.log.Warn("could not forget http address of removed server", "id", raftAddr, "error", err)
-	}
-	return nil
-}
-
-// await waits for a membership future, bounded so an HTTP request does not
-// hang: the change may still complete after the timeout.
-func (n *node) await(f raft.Future) error {
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(applyTimeout):
-		return errors.New("timed out waiting for the configuration change to commit (it may still happen)")
-	}
-}
-
-func (n *node) raftErr(what string, err error) error {
-	if notExecuted(err) {
-		return n.refuse()
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 // status is what /status shows.
@@ -472,6 +474,7 @@ type status struct {
 	Servers           []server `json:"servers"`
 	Writable          bool     `json:"writable"`
 	Keys              int      `json:"keys"`
+	Member            bool     `json:"member"` // false once this node was removed
 }
 
 type server struct {
@@ -483,14 +486,14 @@ type server struct {
 
 // Status reports this node's view of the cluster.
 func (n *node) Status() status {
-	leader, _ := n.raft.LeaderWithID()
+	leader := n.leaderID()
 	st := status{
 		Node:         n.cfg.Name,
 		HTTP:         n.cfg.HTTPAdvertise,
 		Raft:         n.cfg.RaftAdvertise,
 		State:        n.raft.State().String(),
-		Leader:       string(leader),
-		LeaderHTTP:   n.fsm.peerHTTP(string(leader)),
+		Leader:       leader,
+		LeaderHTTP:   n.fsm.peerHTTP(leader),
 		Term:         n.raft.CurrentTerm(),
 		LastLogIndex: n.raft.LastIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
@@ -498,6 +501,7 @@ func (n *node) Status() status {
 		Servers:      []server{},
 		Writable:     n.writable.Load(),
 		Keys:         n.cache.Len(),
+		Member:       !n.removed.Load(),
 	}
 	var snapIdx uint64
 	if _, err := fmt.Sscan(n.raft.Stats()["last_snapshot_index"], &snapIdx); err == nil {
@@ -514,16 +518,33 @@ func (n *node) Status() status {
 	return st
 }
 
+// BeginShutdown makes every request waiting on Raft (a strong read's
+// leadership check, a membership change) give up at once, so the HTTP server
+// can drain before Raft stops. Writes already queued still complete.
+func (n *node) BeginShutdown() {
+	n.stopOnce.Do(func() { close(n.stopping) })
+}
+
 // Shutdown stops the node: a leader first hands leadership to an up-to-date
 // follower, so the cluster does not wait out an election timeout; then Raft
-// stops and the stores close. Safe to call more than once.
+// stops and the stores close. Every wait is bounded, so it returns even if
+// Raft leaves a request unanswered. Safe to call more than once.
 func (n *node) Shutdown() error {
 	var errs []error
 	n.shutdown.Do(func() {
-		if n.raft.State() == raft.Leader && n.voters() > 1 {
+		n.BeginShutdown()
+		if n.raft.State() == raft.Leader && n.voters() > 1 && !n.removed.Load() {
 			n.log.Info("handing leadership over before stopping")
-			if err := n.await(n.raft.LeadershipTransfer()); err != nil {
-				n.log.Warn("leadership transfer failed; stopping anyway", "error", err)
+			f := n.raft.LeadershipTransfer()
+			done := make(chan error, 1)
+			go func() { done <- f.Error() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					n.log.Warn("leadership transfer failed; stopping anyway", "error", err)
+				}
+			case <-time.After(applyTimeout):
+				n.log.Warn("leadership transfer did not finish in time; stopping anyway")
 			}
 		}
 		if err := n.raft.Shutdown().Error(); err != nil {
@@ -532,6 +553,7 @@ func (n *node) Shutdown() error {
 		n.commits.close()
 		close(n.stopWatch)
 		<-n.watcherDone
+		<-n.membersDone
 		if err := n.logStore.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close log store: %w", err))
 		}
@@ -554,44 +576,4 @@ func (n *node) voters() int {
 		}
 	}
 	return v
-}
-
-// joinCluster asks the member at joinAddr (any member: a follower redirects
-// to the leader) to add this node, retrying with backoff until ctx ends.
-func joinCluster(ctx context.Context, log hclog.Logger, joinAddr, raftAddr, httpAddr string) error {
-	u := "http://" + joinAddr + "/join?" + url.Values{"peerAddress": {raftAddr}, "httpAddress": {httpAddr}}.Encode()
-	client := &http.Client{Timeout: applyTimeout + 5*time.Second}
-	backoff := 100 * time.Millisecond
-	var last error
-	for attempt := 1; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return fmt.Errorf("join via %s: %w", joinAddr, err)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			body, rerr := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			switch {
-			case rerr != nil:
-				err = rerr
-			case resp.StatusCode == http.StatusOK && string(body) == "ok":
-				log.Info("joined cluster", "via", joinAddr, "attempts", attempt)
-				return nil
-			case resp.StatusCode == http.StatusBadRequest:
-				// Retrying will not fix a request the cluster calls malformed.
-				return fmt.Errorf("join via %s refused: %s", joinAddr, strings.TrimSpace(string(body)))
-			default:
-				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-			}
-		}
-		last = err
-		log.Debug("join attempt failed", "attempt", attempt, "error", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("join via %s: gave up after %d attempts: %w", joinAddr, attempt, last)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
 }

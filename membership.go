@@ -1,0 +1,283 @@
+package main
+
+// Membership: who is in the cluster, how a node joins and leaves, and what
+// a node does once it is no longer a member. Identity is the server ID, which
+// is the advertised Raft address exactly as given; two spellings of one
+// endpoint ("localhost:7000", "127.0.0.1:7000") are one member.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// errNotMember: this node was removed from the cluster and serves nothing
+// but /status.
+var errNotMember = errors.New("not a member")
+
+// conflict is a join the leader will not carry out as asked (409): doing it
+// would remove a live member.
+type conflict struct{ msg string }
+
+func (c *conflict) Error() string { return c.msg }
+
+// findMember returns the configuration entry for raftAddr: the one with that
+// server ID, else one whose address is the same endpoint spelt another way.
+func findMember(servers []raft.Server, raftAddr string) (raft.Server, bool) {
+	for _, s := range servers {
+		if s.ID == raft.ServerID(raftAddr) {
+			return s, true
+		}
+	}
+	for _, s := range servers {
+		if sameEndpoint(string(s.Address), raftAddr) {
+			return s, true
+		}
+	}
+	return raft.Server{}, false
+}
+
+func (n *node) configuration() ([]raft.Server, error) {
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, fmt.Errorf("get configuration: %w", err)
+	}
+	return cf.Configuration().Servers, nil
+}
+
+// Join adds raftAddr as a voter and records its HTTP address. It returns the
+// index of the last log entry it wrote (0: nothing to write).
+//
+// Joining is idempotent: a voter with that ID, or a member at the same
+// endpoint under another spelling, is left alone. fresh is a node's word that
+// it restarted with no state (its data dir is new or wiped): then any entry
+// for its endpoint is an earlier incarnation whose vote history is gone, and
+// the leader removes it (and does only that: the node then opens its Raft
+// port and joins again, plainly). Removing this leader itself is refused.
+func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
+	if n.removed.Load() {
+		return 0, errNotMember
+	}
+	if !n.writable.Load() {
+		return 0, n.refuse()
+	}
+	servers, err := n.configuration()
+	if err != nil {
+		return 0, err
+	}
+	old, found := findMember(servers, raftAddr)
+	if fresh {
+		if !found {
+			return 0, nil
+		}
+		if string(old.ID) == n.cfg.RaftAdvertise {
+			return 0, &conflict{fmt.Sprintf("conflict: %s is this leader's own address; a node with no state cannot take its place", raftAddr)}
+		}
+		index, err := n.changeMembers(n.raft.RemoveServer(old.ID, 0, 0))
+		if err != nil {
+			return 0, n.raftErr("remove earlier incarnation "+string(old.ID), err)
+		}
+		n.log.Info("removed the earlier incarnation of a node that restarted with no state", "id", old.ID, "index", index)
+		return index, nil
+	}
+	var index uint64
+	switch {
+	case found && string(old.ID) != raftAddr:
+		// One process, two spellings: adding it again would give it two
+		// votes, and removing the entry would remove a live member.
+		n.log.Info("join of a member under another spelling of its address: nothing to do", "as", raftAddr, "member", old.ID)
+		return 0, nil
+	case found && old.Suffrage == raft.Voter:
+	default:
+		// A voter nothing listens on would count towards the quorum and
+		// could stall a small cluster: refuse it up front.
+		conn, err := net.DialTimeout("tcp", raftAddr, 2*time.Second)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s: %v", errUnreachablePeer, raftAddr, err)
+		}
+		conn.Close()
+		index, err = n.changeMembers(n.raft.AddVoter(raft.ServerID(raftAddr), raft.ServerAddress(raftAddr), 0, 0))
+		if err != nil {
+			return 0, n.raftErr("add voter "+raftAddr, err)
+		}
+		n.log.Info("added voter", "id", raftAddr, "http", httpAddr, "index", index)
+	}
+	if httpAddr != "" && n.fsm.peerHTTP(raftAddr) != httpAddr {
+		return n.write(command{op: opSetPeer, key: raftAddr, value: httpAddr})
+	}
+	return index, nil
+}
+
+// Leave removes raftAddr (any spelling of it) from the cluster; removing a
+// non-member is ok. It answers once the removal is committed. When this
+// leader removes itself, hashicorp/raft stops it right after that commit
+// (ShutdownOnRemove): it answers this request and then only /status, while
+// the others elect a new leader after an election timeout.
+func (n *node) Leave(raftAddr string) (uint64, error) {
+	if n.removed.Load() {
+		return 0, errNotMember
+	}
+	if !n.writable.Load() {
+		return 0, n.refuse()
+	}
+	servers, err := n.configuration()
+	if err != nil {
+		return 0, err
+	}
+	s, found := findMember(servers, raftAddr)
+	if !found {
+		return 0, nil
+	}
+	index, err := n.changeMembers(n.raft.RemoveServer(s.ID, 0, 0))
+	if err != nil {
+		return 0, n.raftErr("remove server "+string(s.ID), err)
+	}
+	n.log.Info("removed server", "id", s.ID, "index", index)
+	if string(s.ID) == n.cfg.RaftAdvertise || n.fsm.peerHTTP(string(s.ID)) == "" {
+		return index, nil
+	}
+	if idx, err := n.write(command{op: opDeletePeer, key: string(s.ID)}); err != nil {
+		// The server is gone; a stale HTTP address for it is harmless
+		// (only the current leader's is ever used).
+		n.log.Warn("could not forget http address of removed server", "id", s.ID, "error", err)
+	} else {
+		index = idx
+	}
+	return index, nil
+}
+
+// changeMembers waits for a membership change to commit, bounded so an HTTP
+// request does not hang (the change may still complete after the timeout),
+// and returns the index of its configuration entry.
+func (n *node) changeMembers(f raft.IndexFuture) (uint64, error) {
+	timer := time.NewTimer(applyTimeout)
+	defer timer.Stop()
+	if err := n.waitFuture(f, timer.C); err != nil {
+		return 0, err
+	}
+	return f.Index(), nil
+}
+
+func (n *node) raftErr(what string, err error) error {
+	if notExecuted(err) || errors.Is(err, errCommitterClosed) {
+		return n.refuse()
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// watchMembership notices when this node is no longer in the configuration
+// it knows: after a /leave of a follower, hashicorp/raft leaves that node
+// running, and it would serve ever staler reads. The node is not a member
+// while its configuration is non-empty and lacks it, once it has been a
+// member (a node that joins may briefly hold an older configuration from
+// the leader's snapshot) or if it started from state of its own (a removed
+// node restarted). It becomes one again if it is added back.
+func (n *node) watchMembership() {
+	defer close(n.membersDone)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	seenSelf := false
+	for {
+		if servers, err := n.configuration(); err == nil {
+			_, in := findMemberByID(servers, n.cfg.RaftAdvertise)
+			seenSelf = seenSelf || in
+			removed := len(servers) > 0 && !in && (seenSelf || n.hadState)
+			if n.removed.Swap(removed) != removed {
+				if removed {
+					n.writable.Store(false)
+					n.log.Warn("this node is no longer a member of the cluster: it refuses requests with 503 'not a member' (stop it, or /join it again)")
+				} else {
+					n.log.Info("this node is a member of the cluster again")
+				}
+			}
+		}
+		select {
+		case <-t.C:
+		case <-n.stopWatch:
+			return
+		}
+	}
+}
+
+func findMemberByID(servers []raft.Server, id string) (raft.Server, bool) {
+	for _, s := range servers {
+		if s.ID == raft.ServerID(id) {
+			return s, true
+		}
+	}
+	return raft.Server{}, false
+}
+
+// joinCluster asks the member at joinAddr (any member: a follower redirects
+// to the leader) to add this node, retrying with backoff until ctx ends.
+//
+// A node that starts with no state first says so (fresh=true): the leader
+// then removes any earlier incarnation at this address, whose votes this node
+// no longer remembers. Only after that does it open its Raft port (open) and
+// ask to be added. Had the port been open sooner, a candidate that still
+// counts the old incarnation as a voter could win this node's vote with a
+// log that lacks committed entries (hashicorp/raft grants votes freely while
+// its configuration is empty), and those entries would be lost.
+func joinCluster(ctx context.Context, log hclog.Logger, joinAddr, raftAddr, httpAddr string, fresh bool, open func()) error {
+	params := url.Values{"peerAddress": {raftAddr}, "httpAddress": {httpAddr}}
+	if fresh {
+		params.Set("fresh", "true")
+		if err := askJoin(ctx, log, joinAddr, params); err != nil {
+			return err
+		}
+		params.Del("fresh")
+	}
+	open()
+	return askJoin(ctx, log, joinAddr, params)
+}
+
+func askJoin(ctx context.Context, log hclog.Logger, joinAddr string, params url.Values) error {
+	u := "http://" + joinAddr + "/join?" + params.Encode()
+	client := &http.Client{Timeout: applyTimeout + 5*time.Second}
+	backoff := 100 * time.Millisecond
+	var last error
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return fmt.Errorf("join via %s: %w", joinAddr, err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			body, rerr := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			switch {
+			case rerr != nil:
+				err = rerr
+			case resp.StatusCode == http.StatusOK && string(body) == "ok":
+				if params.Get("fresh") != "" {
+					log.Info("leader has forgotten any earlier incarnation of this node", "via", joinAddr, "attempts", attempt)
+				} else {
+					log.Info("joined cluster", "via", joinAddr, "attempts", attempt)
+				}
+				return nil
+			case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusConflict:
+				// Retrying will not fix a request the cluster refuses as such.
+				return fmt.Errorf("join via %s refused: %s", joinAddr, strings.TrimSpace(string(body)))
+			default:
+				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+			}
+		}
+		last = err
+		log.Debug("join attempt failed", "attempt", attempt, "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join via %s: gave up after %d attempts: %w", joinAddr, attempt, last)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}

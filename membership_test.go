@@ -1,0 +1,209 @@
+package main
+
+// Identity and membership against real processes: host names as Raft
+// addresses, two spellings of one endpoint, removed nodes, wiped nodes.
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// asLocalhost respells a 127.0.0.1:port address as localhost:port.
+func asLocalhost(addr string) string {
+	return strings.Replace(addr, "127.0.0.1:", "localhost:", 1)
+}
+
+func (c *cluster) byRaft(id string) *proc {
+	for _, p := range c.nodes {
+		if p.raftAdv == id {
+			return p
+		}
+	}
+	c.t.Fatalf("no node with raft address %s", id)
+	return nil
+}
+
+// A name as the Raft address is the server ID and the configuration's
+// address exactly as given, so leader hints work (they broke when the
+// transport's resolved IP was looked up among IDs), and a join of another
+// spelling of a member's endpoint changes nothing.
+func TestHostnameRaftAddresses(t *testing.T) {
+	c := startCluster(t, 3, func(i int, p *proc) {
+		switch i {
+		case 0: // -raft localhost:P
+			p.raft = asLocalhost(p.raft)
+			p.raftAdv = p.raft
+		case 1: // -raft 127.0.0.1:P -raft-advertise localhost:P
+			p.raftAdv = asLocalhost(p.raft)
+		}
+	})
+	l := c.leader()
+	for _, p := range c.nodes {
+		waitFor(t, 20*time.Second, p.name+" to know every member as given", func() error {
+			s, err := p.status()
+			if err != nil {
+				return err
+			}
+			if s.Leader != l.raftAdv || s.LeaderHTTP != l.http {
+				return fmt.Errorf("leader %q http %q, want %q %q", s.Leader, s.LeaderHTTP, l.raftAdv, l.http)
+			}
+			if s.Raft != p.raftAdv {
+				return fmt.Errorf("raft %q, want %q", s.Raft, p.raftAdv)
+			}
+			for _, sv := range s.Servers {
+				if sv.ID != sv.Address || c.byRaft(sv.ID).http != sv.HTTP {
+					return fmt.Errorf("server %+v: want address = ID as given, and its http", sv)
+				}
+			}
+			return nil
+		})
+	}
+	for _, f := range c.followers() {
+		r := f.expect("/set?key=k&value=v", 307, "write method not allowed\n")
+		if r.header.Get("X-Raft-Leader") != l.http {
+			t.Fatalf("%s: hint %v", f.name, r.header)
+		}
+	}
+
+	// The same endpoints spelt the other way are already members: ok, and
+	// the configuration is untouched (before the fix, the leader's own IP
+	// spelling removed the leader).
+	before, _ := l.status()
+	for _, p := range c.nodes {
+		other := asLocalhost(p.raftAdv)
+		if strings.HasPrefix(p.raftAdv, "localhost:") {
+			other = strings.Replace(p.raftAdv, "localhost:", "127.0.0.1:", 1)
+		}
+		r := l.expect("/join?peerAddress="+other, 200, "ok")
+		if r.header.Get("X-Raft-Index") != "" {
+			t.Fatalf("join of %s (alias of %s) wrote entry %s", other, p.raftAdv, r.header.Get("X-Raft-Index"))
+		}
+	}
+	after, _ := l.status()
+	if after.State != "Leader" || fmt.Sprint(after.Servers) != fmt.Sprint(before.Servers) {
+		t.Fatalf("configuration changed by alias joins:\nbefore %+v\nafter  %+v (state %s)", before.Servers, after.Servers, after.State)
+	}
+	// A node with no state cannot take the place of the live leader.
+	leaderIP := strings.Replace(l.raftAdv, "localhost:", "127.0.0.1:", 1)
+	r := l.get("/join?peerAddress=" + leaderIP + "&fresh=true")
+	if r.code != 409 || !strings.HasPrefix(r.body, "conflict: ") {
+		t.Fatalf("fresh join as the leader: %d %q, want 409 conflict", r.code, r.body)
+	}
+	l.expect("/join?peerAddress="+l.raftAdv+"&fresh=maybe", 400, "invalid fresh: want true or false\n")
+	l.expect("/set?key=after&value=1", 200, "ok\n")
+	if s, _ := l.status(); s.State != "Leader" || len(s.Servers) != 3 {
+		t.Fatalf("after refused fresh join: %s with %d servers", s.State, len(s.Servers))
+	}
+}
+
+// A node removed with /leave (a follower, then the leader itself) stops
+// serving its frozen map: 503 "not a member", /status still answers, and a
+// SIGTERM still stops it cleanly.
+func TestRemovedNodeStopsServing(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	l := c.leader()
+	l.expect("/set?key=k&value=v1", 200, "ok\n")
+	f := c.followers()
+	waitValue(t, f[0], "k", "v1")
+
+	r := l.expect("/leave?peerAddress="+f[0].raftAdv, 200, "ok")
+	if r.header.Get("X-Raft-Index") == "" {
+		t.Fatalf("leave answered without X-Raft-Index: %v", r.header)
+	}
+	notMember := func(p *proc) {
+		t.Helper()
+		waitFor(t, 10*time.Second, p.name+" to refuse as a non-member", func() error {
+			r, err := call(p.http, "/get?key=k")
+			if err != nil {
+				return err
+			}
+			if r.code != 503 || r.body != "not a member\n" {
+				return fmt.Errorf("get: %d %q", r.code, r.body)
+			}
+			return nil
+		})
+		for _, path := range []string{"/set?key=k&value=v2", "/delete?key=k", "/get?key=k&consistency=strong", "/join?peerAddress=127.0.0.1:1", "/leave?peerAddress=127.0.0.1:1"} {
+			p.expect(path, 503, "not a member\n")
+		}
+		s, err := p.status()
+		if err != nil || s.Member {
+			t.Fatalf("%s status: member=%v, %v", p.name, s.Member, err)
+		}
+	}
+	notMember(f[0])
+	l.expect("/set?key=k&value=v2", 200, "ok\n")
+
+	// The leader removes itself: ok once committed, then it stops serving
+	// and the remaining node leads alone.
+	l.expect("/leave?peerAddress="+l.raftAdv, 200, "ok")
+	notMember(l)
+	nl := waitLeader(t, 30*time.Second, []*proc{f[1]}, nil)
+	nl.expect("/get?key=k&consistency=strong", 200, "v2\n")
+	if s, _ := nl.status(); len(s.Servers) != 1 {
+		t.Fatalf("remaining configuration %+v", s.Servers)
+	}
+	// A removed node restarted from its own state is still not a member.
+	f[0].stop()
+	f[0].restart()
+	notMember(f[0])
+	f[0].stop()
+	l.stop()
+}
+
+// A node whose disk was wiped must not vote with a forgotten history. The
+// issue's case: entry X is on A (leader) and C, not on B (cut off); C's disk
+// is wiped, A dies, B is healed, and C restarts with -join. Before the fix,
+// C (empty configuration, so hashicorp/raft grants any vote) elected B, whose
+// log lacks X, and X, acknowledged, was lost when A came back as B's
+// follower. Now C keeps its Raft port shut until a leader has removed its old
+// incarnation, so B cannot win; once A is back, A leads, C is replaced, and X
+// is on every node.
+func TestWipedNodeDoesNotVoteUntilReplaced(t *testing.T) {
+	jc := startJepsenCluster(t, 3)
+	a := jc.leader()
+	var b, cNode *proc
+	ib := -1
+	for i, p := range jc.nodes {
+		switch {
+		case p == a:
+		case b == nil:
+			b, ib = p, i
+		default:
+			cNode = p
+		}
+	}
+	jc.net.isolate(ib, cutReset)
+	a.expect("/set?key=x&value=acknowledged", 200, "ok\n")
+	waitValue(t, cNode, "x", "acknowledged")
+
+	cNode.kill()
+	if err := os.RemoveAll(cNode.dir); err != nil {
+		t.Fatal(err)
+	}
+	a.kill()
+	cNode.start("-join", a.http, "-join-timeout", "3m")
+	waitFor(t, 20*time.Second, "wiped "+cNode.name+" to serve http", func() error {
+		_, err := cNode.status()
+		return err
+	})
+	jc.net.heal()
+	// Give B every chance to win C's vote: before the fix it led within
+	// a few seconds.
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		if s, err := b.status(); err == nil && s.State == "Leader" {
+			t.Fatalf("%s (without x) was elected with the vote of wiped %s", b.name, cNode.name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	a.restart()
+	jc.waitConverged(2 * time.Minute)
+	l := jc.leader()
+	l.expect("/get?key=x&consistency=strong", 200, "acknowledged\n")
+	for _, p := range jc.nodes {
+		waitValue(t, p, "x", "acknowledged")
+	}
+}
