@@ -4,7 +4,7 @@ BIN     := ./stcached
 CLUSTER := cluster
 NODES   := 1 2 3
 
-.PHONY: build test fmt-check vet staticcheck gotest cluster stop clean bench gobench jepsen
+.PHONY: build test fmt-check vet staticcheck gotest cluster demo stop clean bench gobench jepsen
 
 build:
 	$(GO) build -o $(BIN) .
@@ -63,6 +63,13 @@ cluster: build
 	@echo "  curl '127.0.0.1:6001/get?key=ping'"
 	@echo "  curl 127.0.0.1:6002/status"
 	@echo "stop with: make stop"
+
+# The tutorial's section 4 as a narrated walkthrough on the make cluster nodes
+# (it starts any that are not running): each step says what to watch in
+# http://127.0.0.1:6000/ui and waits for Enter. AUTO=1 runs it unattended and
+# checks every step (cmd/demo's test does that on a cluster of its own).
+demo: build
+	$(GO) run ./cmd/demo -bin $(BIN) -dir $(CLUSTER) $(if $(filter 1,$(AUTO)),-auto)
 
 # Load test: a fresh 3-node cluster on random loopback ports and temp dirs,
 # every workload for 10 s (see ./stbench -h), e.g. BENCHFLAGS="-duration 2s".

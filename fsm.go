@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -132,6 +134,18 @@ type fsm struct {
 	// can point a client at the leader. It is replicated like user data.
 	peersMu sync.RWMutex
 	peers   map[string]string
+
+	// What the event poller reads to report snapshots and restores, which
+	// raft's observer does not (observe.go).
+	lastPersist atomic.Pointer[persistInfo]
+	restores    atomic.Uint64 // how many Restores so far
+	restoredLen atomic.Int64  // keys in the last one
+}
+
+// persistInfo describes the last snapshot this node wrote.
+type persistInfo struct {
+	keys int
+	took time.Duration
 }
 
 func newFSM(c *cache, log hclog.Logger) *fsm {
@@ -200,7 +214,8 @@ func (f *fsm) copyPeers() map[string]string {
 // the map; the peers, a few entries, are copied.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	data, gen := f.cache.Freeze()
-	return &fsmSnapshot{data: data, peers: f.copyPeers(), release: func() { f.cache.Release(gen) }}, nil
+	return &fsmSnapshot{data: data, peers: f.copyPeers(), release: func() { f.cache.Release(gen) },
+		persisted: func(keys int, took time.Duration) { f.lastPersist.Store(&persistInfo{keys, took}) }}, nil
 }
 
 // Restore replaces the whole state with a snapshot's.
@@ -214,6 +229,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.peersMu.Lock()
 	f.peers = peers
 	f.peersMu.Unlock()
+	f.restoredLen.Store(int64(len(data)))
+	f.restores.Add(1)
 	f.log.Info("restored snapshot", "keys", len(data))
 	return nil
 }

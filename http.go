@@ -1,9 +1,11 @@
 package main
 
 import (
+	"embed"
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"mime"
 	"net"
 	"net/http"
@@ -39,21 +41,80 @@ type store interface {
 
 // api serves the contract's HTTP endpoints.
 type api struct {
-	store store
-	log   hclog.Logger
+	store  store
+	events *hub
+	log    hclog.Logger
 }
 
-func newHandler(s store, log hclog.Logger) http.Handler {
-	a := &api{store: s, log: log}
+// uiFiles is the live view: plain files, embedded so the binary serves it
+// offline, on every node.
+//
+//go:embed ui
+var uiFiles embed.FS
+
+func newHandler(s store, events *hub, log hclog.Logger) http.Handler {
+	a := &api{store: s, events: events, log: log}
 	mux := http.NewServeMux()
 	// GET everywhere, as in the tutorial; HEAD only where nothing changes.
-	mux.HandleFunc("/set", a.methods(a.set, http.MethodGet, http.MethodPost))
+	mux.HandleFunc("/set", cors(a.methods(a.set, http.MethodGet, http.MethodPost)))
 	mux.HandleFunc("/get", a.methods(a.get, http.MethodGet, http.MethodHead))
-	mux.HandleFunc("/delete", a.methods(a.del, http.MethodGet, http.MethodPost))
+	mux.HandleFunc("/delete", cors(a.methods(a.del, http.MethodGet, http.MethodPost)))
 	mux.HandleFunc("/join", a.methods(a.join, http.MethodGet))
 	mux.HandleFunc("/leave", a.methods(a.leave, http.MethodGet))
 	mux.HandleFunc("/status", a.methods(a.status, http.MethodGet, http.MethodHead))
+	mux.HandleFunc("/events", a.methods(a.streamEvents, http.MethodGet))
+	ui, err := fs.Sub(uiFiles, "ui")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	files := http.StripPrefix("/ui/", http.FileServer(http.FS(ui)))
+	mux.Handle("/ui/", files)
+	mux.HandleFunc("/ui", func(w http.ResponseWriter, r *http.Request) {
+		r.URL.Path = "/ui/"
+		files.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui", http.StatusFound)
+	})
 	return mux
+}
+
+// cors lets a page served by one member write through another (the live
+// view's write form sends to the leader) and read the index of its write.
+// Reads of values stay same-origin: only writes and their "ok" are shared.
+func cors(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Access-Control-Allow-Origin", "*")
+		hd.Set("Access-Control-Expose-Headers", "X-Raft-Index, X-Raft-Leader, Location")
+		if r.Method == http.MethodOptions {
+			hd.Set("Access-Control-Allow-Methods", "GET, POST")
+			hd.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+			hd.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// streamEvents is GET /events: this node's Raft, as Server-Sent Events,
+// opening with its status (node = Raft server ID, as in every event; the
+// name goes in "name").
+func (a *api) streamEvents(w http.ResponseWriter, r *http.Request, _ url.Values) {
+	a.events.serveEvents(w, r, func() map[string]any {
+		st := a.store.Status()
+		b, err := json.Marshal(st)
+		fields := map[string]any{}
+		if err == nil {
+			err = json.Unmarshal(b, &fields)
+		}
+		if err != nil {
+			a.log.Error("encode status event", "error", err)
+		}
+		fields["name"] = st.Node
+		return fields
+	})
 }
 
 // methods allows only the given methods and parses the query (and a form

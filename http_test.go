@@ -174,7 +174,7 @@ func FuzzHTTPRequest(f *testing.F) {
 	f.Add("GET", "/join", "peerAddress=127.0.0.1:7000&httpAddress=[::1]:1", "")
 	f.Add("GET", "/leave", "peerAddress=%zz", "")
 	f.Add("POST", "/delete", "key=%00", "key=x&key=y")
-	h := newHandler(&memStore{m: map[string]string{}}, hclog.NewNullLogger())
+	h := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger())
 	f.Fuzz(func(t *testing.T, method, path, query, body string) {
 		u := &url.URL{Path: path, RawQuery: query}
 		req, err := http.NewRequest(method, "http://x"+u.EscapedPath()+"?"+query, strings.NewReader(body))

@@ -184,11 +184,14 @@ func serve(o *options, log hclog.Logger) error {
 	}
 	hlog := log.Named("http")
 	srv := &http.Server{
-		Handler:           newHandler(n, hlog),
+		Handler:           newHandler(n, n.Events(), hlog),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          hlog.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+	// Event streams never end by themselves: end them when the server
+	// shuts down, or its drain would wait for every open browser tab.
+	srv.RegisterOnShutdown(n.Events().close)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	hlog.Info("serving http", "addr", ln.Addr().String())

@@ -48,6 +48,7 @@ type node struct {
 	transport *raft.NetworkTransport
 	commits   *committer
 	reads     *verifier
+	events    *hub // what /events streams (events.go, observe.go)
 
 	// writable is the tutorial's write-permission flag, driven by NotifyCh.
 	writable atomic.Bool
@@ -72,6 +73,7 @@ type node struct {
 	stopWatch   chan struct{} // raft never closes NotifyCh, so we stop the watchers
 	watcherDone chan struct{}
 	membersDone chan struct{}
+	eventsDone  chan struct{}
 	shutdown    sync.Once
 }
 
@@ -106,6 +108,8 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		stopWatch:   make(chan struct{}),
 		watcherDone: make(chan struct{}),
 		membersDone: make(chan struct{}),
+		eventsDone:  make(chan struct{}),
+		events:      newHub(cfg.RaftAdvertise),
 	}
 	n.fsm = newFSM(n.cache, log.Named("fsm"))
 	var closers []io.Closer
@@ -201,12 +205,16 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	n.reads = &verifier{verify: func() error { return n.raft.VerifyLeader().Error() }}
 	go n.watchLeadership(notify)
 	go n.watchMembership()
+	go n.watchEvents(n.events)
 	return n, nil
 }
 
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
+
+// Events is the hub of this node's event stream.
+func (n *node) Events() *hub { return n.events }
 
 // HadState reports whether this node's data dir held Raft state at start.
 func (n *node) HadState() bool { return n.hadState }
@@ -554,6 +562,7 @@ func (n *node) Shutdown() error {
 		close(n.stopWatch)
 		<-n.watcherDone
 		<-n.membersDone
+		<-n.eventsDone
 		if err := n.logStore.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close log store: %w", err))
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -24,17 +25,27 @@ type fsmSnapshot struct {
 	data    map[string]string
 	peers   map[string]string
 	release func()
+	// persisted, if set, hears of each snapshot written: how many keys and
+	// how long it took (for the live view).
+	persisted func(keys int, took time.Duration)
 }
 
 // Persist streams the state as one JSON object.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	start := time.Now()
 	if err := s.write(sink); err != nil {
 		if cerr := sink.Cancel(); cerr != nil {
 			return fmt.Errorf("%w (and cancel: %v)", err, cerr)
 		}
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.persisted != nil {
+		s.persisted(len(s.data), time.Since(start))
+	}
+	return nil
 }
 
 func (s *fsmSnapshot) write(w io.Writer) error {

@@ -119,6 +119,7 @@ type workload struct {
 	name    string
 	kind    string // set, get, strong or mix
 	clients int
+	stuck   int // /events subscribers per node that never read, during the run
 }
 
 const defaultWorkloads = "set1,set16,set64,get64,strong64,mix64"
@@ -167,11 +168,14 @@ func parseFlags(args []string) (*config, error) {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `stbench: start a fresh local 3-node stcache cluster and measure it.
 
-Workloads are <kind><clients>, e.g. set64; the default is %s.
+Workloads are <kind><clients>[~s<stuck>], e.g. set64; the default is %s.
   set     /set?key=K&value=V             sent to the leader
   get     /get?key=K (stale)             sent to the leader
   strong  /get?key=K&consistency=strong  sent to the leader
   mix     90%% stale get, 10%% set         sent to the leader
+A suffix ~s<N> (e.g. set64~s10) keeps N /events subscribers open on every
+node during the run that never read a byte (hung browsers): interleave
+set64,set64~s10,set64,set64~s10 to see what they cost.
 Stale gets go to the leader, not spread over the nodes: a stale get there is
 the same local lookup as on a follower, and one target keeps the numbers
 comparable with other systems' "local get" figures and with strong gets.
@@ -228,16 +232,51 @@ Flags:
 }
 
 func parseWorkload(name string) (workload, error) {
+	base, stuckPart, hasStuck := strings.Cut(name, "~s")
+	stuck := 0
+	if hasStuck {
+		n, err := strconv.Atoi(stuckPart)
+		if err != nil || n < 0 || n > 64 {
+			return workload{}, fmt.Errorf("-workloads: bad workload %q: ~s<N> wants 0..64 stuck subscribers", name)
+		}
+		stuck = n
+	}
 	for _, kind := range []string{"set", "get", "strong", "mix"} {
-		if rest, ok := strings.CutPrefix(name, kind); ok {
+		if rest, ok := strings.CutPrefix(base, kind); ok {
 			n, err := strconv.Atoi(rest)
 			if err != nil || n <= 0 || n > 10000 {
 				break
 			}
-			return workload{name: name, kind: kind, clients: n}, nil
+			return workload{name: name, kind: kind, clients: n, stuck: stuck}, nil
 		}
 	}
-	return workload{}, fmt.Errorf("-workloads: bad workload %q: want <set|get|strong|mix><clients>, e.g. set64", name)
+	return workload{}, fmt.Errorf("-workloads: bad workload %q: want <set|get|strong|mix><clients>[~s<stuck>], e.g. set64 or set64~s10", name)
+}
+
+// stuckSubscribers opens n /events streams on every node and never reads
+// them: browsers that hung. They stay open until the returned func runs.
+func stuckSubscribers(nodes []*node, n int) (func(), error) {
+	var conns []net.Conn
+	done := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for _, nd := range nodes {
+		for range n {
+			c, err := net.DialTimeout("tcp", nd.http, 5*time.Second)
+			if err != nil {
+				done()
+				return nil, fmt.Errorf("stuck subscriber on %s: %w", nd.name, err)
+			}
+			conns = append(conns, c)
+			if _, err := fmt.Fprintf(c, "GET /events HTTP/1.1\r\nHost: %s\r\n\r\n", nd.http); err != nil {
+				done()
+				return nil, fmt.Errorf("stuck subscriber on %s: %w", nd.name, err)
+			}
+		}
+	}
+	return done, nil
 }
 
 func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
@@ -311,7 +350,17 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
+		closeStuck := func() {}
+		if w.stuck > 0 {
+			if cfg.target != targetStcache {
+				return fmt.Errorf("%s: stuck subscribers need -target stcache (/events)", w.name)
+			}
+			if closeStuck, err = stuckSubscribers(c.nodes, w.stuck); err != nil {
+				return err
+			}
+		}
 		r, err := b.runWorkload(ctx, w)
+		closeStuck()
 		if err != nil {
 			return err
 		}

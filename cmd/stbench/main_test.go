@@ -42,15 +42,16 @@ func TestHistogramQuantiles(t *testing.T) {
 
 func TestParseWorkload(t *testing.T) {
 	for name, want := range map[string]workload{
-		"set1":     {"set1", "set", 1},
-		"strong64": {"strong64", "strong", 64},
-		"mix16":    {"mix16", "mix", 16},
+		"set1":      {"set1", "set", 1, 0},
+		"strong64":  {"strong64", "strong", 64, 0},
+		"mix16":     {"mix16", "mix", 16, 0},
+		"set64~s10": {"set64~s10", "set", 64, 10},
 	} {
 		if got, err := parseWorkload(name); err != nil || got != want {
 			t.Errorf("%s: got %+v, %v", name, got, err)
 		}
 	}
-	for _, bad := range []string{"", "set", "set0", "get-1", "put8", "set1x"} {
+	for _, bad := range []string{"", "set", "set0", "get-1", "put8", "set1x", "set64~s", "set64~s65", "set64~x"} {
 		if _, err := parseWorkload(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
