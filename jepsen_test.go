@@ -290,7 +290,7 @@ type nemesis struct {
 }
 
 func (nm *nemesis) kinds() []string {
-	k := []string{"kill", "pause", "partition"}
+	k := []string{"kill", "pause", "partition", "replace"}
 	if len(nm.jc.nodes) >= 5 {
 		k = append(k, "split")
 	}
@@ -389,6 +389,18 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 				nodes[i].restart()
 			}
 		}
+	case "replace":
+		// A node loses its disk: it comes back with no state and -join,
+		// so the leader must forget its old incarnation (and its votes)
+		// before it may vote again (membership.go).
+		i := nm.victim()
+		desc = "replace " + nm.describe(i) + " (SIGKILL, wipe its data dir, rejoin with no state)"
+		nodes[i].kill()
+		if err := os.RemoveAll(nodes[i].dir); err != nil {
+			nm.t.Errorf("wipe %s: %v", nodes[i].name, err)
+		}
+		via := nodes[(i+1+nm.rng.IntN(len(nodes)-1))%len(nodes)]
+		undo = func() { nodes[i].start("-join", via.http, "-join-timeout", "10m") }
 	case "pause":
 		i := nm.jc.leaderIndex()
 		if i < 0 {
