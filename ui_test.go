@@ -237,6 +237,11 @@ func TestLiveViewInBrowser(t *testing.T) {
 		}
 		return nil
 	})
+	// WindowSize includes the browser's chrome: set the page's own size, so
+	// the screenshot shows the whole 1400x900 layout.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1400, 900)); err != nil {
+		t.Fatal(err)
+	}
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,10 @@
 // 1–2 × HeartbeatTimeout starts an election.
 const HEARTBEAT_EVERY = "~100 ms";
 const ELECTION_AFTER = "about 1 s";
+// A leader stopped cleanly (Ctrl-C) first hands leadership to a follower
+// (stcache calls raft's LeadershipTransfer), which starts an election at once.
+// A candidate this soon after the leader went means a handover, not a crash.
+const HANDOVER_WINDOW_MS = 700;
 
 const LOG_WINDOW = 30;        // log indices shown per strip
 const TIMELINE_CAP = 1000;    // older timeline entries are dropped
@@ -54,7 +58,7 @@ function ensureNode(id) {
     n = {
       id, name: "", http: "", role: "", term: 0, keys: 0,
       lastLog: 0, commit: 0, applied: 0, snap: 0, leader: "",
-      open: false, everOpen: false, reportedDown: false, lostAt: null,
+      open: false, everOpen: false, reportedDown: false, lostAt: null, leftLeaderAt: 0,
       es: null, retry: 0,
     };
     nodes.set(id, n);
@@ -85,7 +89,7 @@ function clusterLeader() {
 const clusterTerm = () => Math.max(0, ...members().map((n) => n.term));
 
 function election(term) {
-  if (!elections.has(term)) elections.set(term, { term, candidates: new Set(), asked: new Map(), winner: "", wonAt: 0 });
+  if (!elections.has(term)) elections.set(term, { term, candidates: new Set(), asked: new Map(), winner: "", startedAt: 0, wonAt: 0 });
   return elections.get(term);
 }
 const latestElection = () => (elections.size ? elections.get(Math.max(...elections.keys())) : null);
@@ -184,6 +188,8 @@ const HANDLERS = {
     n.leader = ev.leader || "";
     copyIndices(n, ev);
     refreshNodeFilterLabel(n);
+    // A (re)started leader reports its followers afresh.
+    for (const key of hbFailing.keys()) if (key.startsWith(`${n.id} `)) hbFailing.delete(key);
     if (ev.member === false && order.includes(n.id) && order.length > 1) {
       addEntry("reachable", n.id, `${b(n.id)} answers, but says it is no longer a member of the cluster${note}`);
       return;
@@ -194,7 +200,7 @@ const HANDLERS = {
     }
     if (returning) {
       addEntry("reachable", n.id, `${b(n.id)} answers again (its event stream reopened): ${ev.state} in term ${ev.term}${note}`, ev.time);
-      if (!storyUnsettled()) setStory({ kind: "back", id: n.id, behind: Math.max(0, leaderCommit() - n.applied) });
+      if (!storyUnsettled()) setStory({ kind: "back", id: n.id });
     } else {
       addEntry("reachable", n.id, `watching ${b(n.id)}: ${ev.state} in term ${ev.term}, log up to index ${ev.last_log_index}${note}`, ev.time);
     }
@@ -203,27 +209,40 @@ const HANDLERS = {
   // A role change: the heart of an election.
   state(n, ev, note) {
     const before = n.role;
+    // hashicorp/raft turns Candidate before it raises its term (with pre-vote,
+    // only once the pre-vote succeeds): the election is for the next term.
+    const running = ev.term > clusterTerm() ? ev.term : ev.term + 1;
     n.role = ev.state;
     n.term = ev.term;
+    if (before === "Leader" && ev.state !== "Leader") n.leftLeaderAt = Date.now();
     const who = b(n.id);
     if (ev.state === "Candidate") {
-      election(ev.term).candidates.add(n.id);
-      addEntry("state", n.id, `${who} timed out waiting for the leader and asks for votes in term ${ev.term}${note}`, ev.time);
+      const el = election(running);
+      el.candidates.add(n.id);
+      el.startedAt = el.startedAt || Date.now();
+      // With the leader still in sight, or only just gone, this is a handover
+      // (or a follower cut off from it), not a timeout after a crash.
+      const l = clusterLeader();
+      const quick = (l && l !== n) || (story && story.kind === "leaderLost" && Date.now() - story.lostAt < HANDOVER_WINDOW_MS);
+      const how = quick ? "becomes a candidate and" : "timed out waiting for the leader and";
+      addEntry("state", n.id, `${who} ${how} asks for votes in term ${running}${note}`, ev.time);
       // A candidate votes for itself and asks every other member.
-      for (const m of members()) if (m.id !== n.id) drawVoteArrow(n.id, m.id, ev.term, false);
-      if (!story || (story.kind !== "leaderLost" && story.kind !== "election")) {
-        setStory({ kind: "election", term: ev.term });
-      }
+      for (const m of members()) if (m.id !== n.id) drawVoteArrow(n.id, m.id, running, false);
+      if (!story || (story.kind !== "leaderLost" && story.kind !== "election")) setStory({ kind: "election", term: running });
     } else if (ev.state === "Leader") {
       const el = election(ev.term);
       el.winner = n.id;
       el.wonAt = Date.now();
       addEntry("state", n.id, `${who} won the election: it leads term ${ev.term}${note}`, ev.time);
-      const lost = story && story.kind === "leaderLost" ? story.old : "";
-      setStory({ kind: lost ? "failover" : "won", old: lost, winner: n.id, term: ev.term });
+      const lost = story && story.kind === "leaderLost" ? story : null;
+      const handover = lost && (el.startedAt || el.wonAt) - lost.lostAt < HANDOVER_WINDOW_MS;
+      setStory({ kind: lost ? "failover" : "won", old: lost ? lost.old : "", winner: n.id, term: ev.term, handover });
     } else if (ev.state === "Follower") {
-      const why = before === "Leader" ? " — it stepped down as leader" : "";
-      addEntry("state", n.id, `${who} follows (term ${ev.term})${why}${note}`, ev.time);
+      // No term here: raft reports the role before it adopts the newer term
+      // that made it step down, so the event's term can be one behind.
+      const why = before === "Leader" ? " — it stepped down as leader"
+        : before === "Candidate" ? " — it gave up its candidacy for a newer term or leader" : "";
+      addEntry("state", n.id, `${who} becomes a follower${why}${note}`, ev.time);
     } else {
       addEntry("state", n.id, `${who} is now ${esc(ev.state)} (term ${ev.term})${note}`, ev.time);
     }
@@ -255,9 +274,7 @@ const HANDLERS = {
     if (ev.ok) {
       hbFailing.delete(key);
       addEntry("heartbeat", n.id, `${b(n.id)} (leader) hears ${b(ev.peer)} again${note}`, ev.time);
-      if (story && story.kind === "partition" && story.peer === ev.peer) {
-        setStory({ kind: "back", id: ev.peer, behind: 0 });
-      }
+      if (story && story.kind === "partition" && story.peer === ev.peer) setStory({ kind: "back", id: ev.peer });
       return;
     }
     const since = new Date(ev.last_contact || ev.time);
@@ -278,29 +295,36 @@ const HANDLERS = {
     if (changed) setStory({ kind: "membership" });
   },
 
-  progress(n, ev) {
-    copyIndices(n, ev);
-  },
+  progress: copyIndices,
 
   snapshot(n, ev, note) {
     n.snap = Math.max(n.snap, ev.index);
-    addEntry("snapshot", n.id, `${b(n.id)} saved a snapshot up to index ${ev.index} (${ev.keys} keys, ${ev.duration_ms} ms)${note}`, ev.time);
+    addEntry("snapshot", n.id, `${b(n.id)} saved a snapshot up to index ${ev.index} (${plural(ev.keys, "key")}, ${ms(ev.duration_ms)})${note}`, ev.time);
   },
 
   restore(n, ev, note) {
-    addEntry("restore", n.id, `${b(n.id)} loaded a snapshot up to index ${ev.index} (${ev.keys} keys)${note}`, ev.time);
+    addEntry("restore", n.id, `${b(n.id)} loaded a snapshot up to index ${ev.index} (${plural(ev.keys, "key")})${note}`, ev.time);
   },
 };
 
 // A stream that was open has closed: to the page, the node is gone.
 function nodeLost(n) {
-  const wasLeader = clusterLeader() === n;
+  // It led until now, or until it handed leadership over a moment ago.
+  const wasLeader = n.role === "Leader" || Date.now() - n.leftLeaderAt < 3000;
   n.open = false;
   n.reportedDown = true;
   n.lostAt = new Date();
   addEntry("unreachable", n.id, `${b(n.id)} stopped answering (its event stream closed)`);
-  if (wasLeader) setStory({ kind: "leaderLost", old: n.id, oldTerm: n.term });
-  else if (!storyUnsettled()) setStory({ kind: "nodeLost", id: n.id });
+  const l = clusterLeader();
+  const el = l && elections.get(l.term);
+  if (wasLeader && l && el && el.winner === l.id && Date.now() - el.wonAt < 3000) {
+    // The successor won before the old leader's stream even closed: a handover.
+    setStory({ kind: "failover", old: n.id, winner: l.id, term: l.term, handover: true });
+  } else if (wasLeader) {
+    setStory({ kind: "leaderLost", old: n.id, lostAt: Date.now() });
+  } else if (!storyUnsettled()) {
+    setStory({ kind: "nodeLost", id: n.id });
+  }
   checkWrite(n);
 }
 
@@ -319,7 +343,8 @@ function leaderCommit() {
 }
 
 function healthy() {
-  return clusterLeader() && members().every((n) => n.open) && hbFailing.size === 0;
+  const l = clusterLeader();
+  return l && members().every((n) => n.open) && ![...hbFailing.keys()].some((k) => k.startsWith(`${l.id} `));
 }
 
 // "itself + node2": the members that were asked by the winner and now follow it.
@@ -347,13 +372,13 @@ function explain() {
   const cand = el && !el.winner ? [...el.candidates].pop() : "";
   switch (s.kind) {
     case "leaderLost": {
-      let text = `The leader (${b(s.old)}) stopped answering. Followers expect a heartbeat every ${HEARTBEAT_EVERY}; after ${ELECTION_AFTER} of silence one of them becomes a <em>candidate</em> and asks the others for votes in a new term. Until someone wins a majority there is no leader, and writes are refused (503).`;
+      let text = `The leader (${b(s.old)}) stopped answering. Stopped cleanly, it hands leadership to a follower on its way out; after a crash the followers notice the missing heartbeats (one every ${HEARTBEAT_EVERY}) after ${ELECTION_AFTER}, and one of them becomes a <em>candidate</em> and asks the others for votes in a new term. Until someone wins a majority there is no leader, and writes are refused (503).`;
       if (cand) text += ` Right now ${b(cand)} is a candidate in term ${el.term} and waits for votes.`;
       return ["The leader stopped", text + quorumNote()];
     }
     case "election": {
       const text = cand
-        ? `${b(cand)} heard no leader for ${ELECTION_AFTER}, so it became a <em>candidate</em>: it votes for itself and asks the others for their vote in term ${el.term}. It needs ${majority()} of ${order.length} votes. Each node votes at most once per term, so at most one candidate can win.`
+        ? `${b(cand)} became a <em>candidate</em>: it votes for itself and asks the others for their vote in term ${el.term}. It needs ${majority()} of ${order.length} votes. Each node votes at most once per term, so at most one candidate can win.`
         : `An election took place in term ${s.term}.`;
       return [`Election in term ${s.term}`, text + quorumNote()];
     }
@@ -362,8 +387,10 @@ function explain() {
       const then = old && old.open
         ? `${b(s.old)} is back and follows ${b(s.winner)}; it catches up from the leader's log.`
         : `${b(s.old)} will follow it when it returns.`;
-      return [`New leader: ${nameOf(s.winner)}`,
-        `The leader (${b(s.old)}) stopped. Followers expect a heartbeat every ${HEARTBEAT_EVERY}; after ${ELECTION_AFTER} of silence ${b(s.winner)} became a candidate, asked the others for votes in term ${s.term} and won a majority${votersOf(elections.get(s.term))}. Writes go to ${b(s.winner)} now; ${then}` + quorumNote()];
+      const won = `asked the others for votes in term ${s.term} and won a majority${votersOf(elections.get(s.term))}. Writes go to ${b(s.winner)} now; ${then}`;
+      return [`New leader: ${nameOf(s.winner)}`, (s.handover
+        ? `The leader (${b(s.old)}) was stopped. On its way out it handed leadership over: it told ${b(s.winner)}, a follower with an up-to-date log, to start an election at once instead of waiting ${ELECTION_AFTER} for the heartbeats to stop. ${b(s.winner)} ${won} <span class="aside">(A crash, such as kill -9, gives no handover: the followers first wait ${ELECTION_AFTER} without heartbeats.)</span>`
+        : `The leader (${b(s.old)}) stopped. Followers expect a heartbeat every ${HEARTBEAT_EVERY}; after ${ELECTION_AFTER} of silence ${b(s.winner)} became a candidate, ${won}`) + quorumNote()];
     }
     case "won":
       return [`New leader: ${nameOf(s.winner)}`,
@@ -378,7 +405,7 @@ function explain() {
     case "back": {
       const n = nodes.get(s.id);
       const lag = n ? Math.max(0, leaderCommit() - n.applied) : 0;
-      const catchup = lag > 0 ? `It is ${lag} entries behind and catching up.` : "It has caught up: its log matches the leader's.";
+      const catchup = lag > 0 ? `It is ${plural(lag, "entry", "entries")} behind and catching up.` : "It has caught up: its log matches the leader's.";
       const who = l && l.id !== s.id ? ` It learned that ${b(l.id)} leads term ${l.term} and follows it; the leader sends it the entries it missed.` : "";
       return [`${nameOf(s.id)} is back`, `${b(s.id)} answers again.${who} ${catchup}`];
     }
@@ -460,7 +487,7 @@ function drawNode(n) {
   fitText(g.querySelector(".name"), nameOf(n.id), 92, 10);
   g.querySelector(".role").textContent = !n.http ? "address unknown" : connecting ? "connecting…" : state;
   g.querySelector(".term").textContent = n.open ? `term ${n.term}` : n.everOpen ? `last seen term ${n.term}` : "never seen";
-  g.querySelector(".keys").textContent = n.open ? `${n.keys} keys` : n.lostAt ? `since ${clock(n.lostAt, false)}` : "";
+  g.querySelector(".keys").textContent = n.open ? plural(n.keys, "key") : n.lostAt ? `since ${clock(n.lostAt, false)}` : "";
   g.querySelector("title").textContent = `${nameOf(n.id)} — Raft ID ${n.id}, HTTP ${n.http || "unknown"}\n` +
     `${state}, term ${n.term}; log ${n.lastLog}, committed ${n.commit}, applied ${n.applied}, snapshot ${n.snap}`;
 }
@@ -511,27 +538,21 @@ function outward(x, y, d) {
 function drawCentre() {
   const l = clusterLeader(), el = latestElection(), term = clusterTerm();
   document.getElementById("centre-term").textContent = term ? `term ${term}` : "";
-  let note = l ? `leader: ${nameOf(l.id)}` : "no leader";
-  let cls = l ? "leader" : "none";
-  if (el && !el.winner && el.term >= term && !l) {
-    note = "election…";
-    cls = "candidate";
-  } else if (el && el.winner && Date.now() - el.wonAt < WIN_BANNER_MS) {
-    note = `${nameOf(el.winner)} won term ${el.term}`;
-    cls = "won";
-  }
+  let [note, cls] = l ? [`leader: ${nameOf(l.id)}`, "leader"] : ["no leader", "none"];
+  if (el && !el.winner && el.term >= term && !l) [note, cls] = ["election…", "candidate"];
+  else if (el && el.winner && Date.now() - el.wonAt < WIN_BANNER_MS) [note, cls] = [`${nameOf(el.winner)} won term ${el.term}`, "won"];
   document.getElementById("centre-note").textContent = note;
   document.getElementById("centre").setAttribute("class", cls);
 }
 
 // A vote request travelling candidate → voter, fading after a few seconds.
 // One arrow per pair: the real request replaces the pre-vote that preceded it.
-const arrows = new Map(); // "candidate voter" -> {g}
+const arrows = new Map(); // "candidate voter" -> its <g>
 function drawVoteArrow(from, to, term, prevote) {
   if (!order.includes(from) || !order.includes(to) || from === to) return;
   const key = `${from} ${to}`;
-  const previous = arrows.get(key);
-  if (previous) previous.g.remove();
+  // One conversation per pair: a newer request, either way, replaces the old.
+  for (const k of [key, `${to} ${from}`]) if (arrows.has(k)) { arrows.get(k).remove(); arrows.delete(k); }
   const a = positionOf(from), z = positionOf(to);
   const len = Math.hypot(z.x - a.x, z.y - a.y) || 1;
   const ux = (z.x - a.x) / len, uy = (z.y - a.y) / len;
@@ -544,11 +565,10 @@ function drawVoteArrow(from, to, term, prevote) {
   const mid = { x: (start.x + 2 * ctrl.x + end.x) / 4, y: (start.y + 2 * ctrl.y + end.y) / 4 };
   g.append(svg("text", { x: mid.x, y: mid.y + 4 }, `${prevote ? "pre-vote" : "vote request"}, term ${term}`));
   document.getElementById("votes").append(g);
-  const entry = { g };
-  arrows.set(key, entry);
+  arrows.set(key, g);
   setTimeout(() => {
     g.remove();
-    if (arrows.get(key) === entry) arrows.delete(key);
+    if (arrows.get(key) === g) arrows.delete(key);
     scheduleRender(); // the link's own label comes back
   }, ARROW_MS);
   scheduleRender();
@@ -572,7 +592,9 @@ function drawStrips() {
 
 function drawAxis(host, lo, hi) {
   for (let i = lo; i <= hi; i++) {
-    if (i % 5 !== 0 && i !== lo && i !== hi) continue;
+    // Every fifth index, and the window's ends unless they would crowd one.
+    const end = (i === lo || i === hi) && Math.min(i % 5, 5 - (i % 5)) >= 2;
+    if (i % 5 !== 0 && !end) continue;
     const x = STRIP.x + (i - lo + 0.5) * STRIP.cell;
     host.append(svg("text", { class: "axis", x, y: STRIP.top - 10 }, String(i)));
   }
@@ -662,6 +684,7 @@ function drawExplain() {
   explainDrawn = html;
   const age = story && !timeless ? `${Math.round((Date.now() - story.at) / 1000)} s ago` : "";
   document.getElementById("explain-age").textContent = age;
+  document.getElementById("try").hidden = !timeless; // suggestions only while nothing is going on
 }
 
 let renderQueued = false;
@@ -684,9 +707,7 @@ function addEntry(type, nodeId, html, time) {
   const group = GROUP_OF[type] || "health";
   const li = document.createElement("li");
   li.className = `entry g-${group} t-${type}`;
-  li.dataset.event = type;
-  li.dataset.node = nodeId;
-  li.dataset.group = group;
+  Object.assign(li.dataset, { event: type, node: nodeId, group });
   li.innerHTML = `<time datetime="${esc(when.toISOString())}">${clock(when)}</time>` +
     `<span class="tag">${esc(type)}</span><span class="msg">${html}</span>`;
   applyFilter(li);
@@ -705,6 +726,7 @@ function showEntries(list) {
   while (tl.children.length > TIMELINE_CAP) tl.lastElementChild.remove();
 }
 
+// Pausing freezes the list so a reader can scroll back; the cluster runs on.
 function togglePause() {
   paused = !paused;
   if (!paused) showEntries(buffered.splice(0));
@@ -722,20 +744,14 @@ function drawPauseButton() {
 const hiddenNodes = new Set();
 const hiddenGroups = new Set();
 
-function applyFilter(li) {
-  li.hidden = hiddenNodes.has(li.dataset.node) || hiddenGroups.has(li.dataset.group);
-}
-
+const applyFilter = (li) => { li.hidden = hiddenNodes.has(li.dataset.node) || hiddenGroups.has(li.dataset.group); };
 const refilter = () => [...document.querySelectorAll("#timeline > li"), ...buffered].forEach(applyFilter);
 
 function addNodeFilter(n) {
   const label = document.createElement("label");
   label.dataset.filterNode = n.id;
   const box = Object.assign(document.createElement("input"), { type: "checkbox", checked: true });
-  box.addEventListener("change", () => {
-    if (box.checked) hiddenNodes.delete(n.id); else hiddenNodes.add(n.id);
-    refilter();
-  });
+  filterBox(box, hiddenNodes, n.id);
   label.append(box, document.createElement("span"));
   document.getElementById("filter-nodes").append(label);
   refreshNodeFilterLabel(n);
@@ -746,13 +762,12 @@ function refreshNodeFilterLabel(n) {
   if (span) span.textContent = nameOf(n.id);
 }
 
-function setupGroupFilters() {
-  for (const box of document.querySelectorAll("#filter-groups input")) {
-    box.addEventListener("change", () => {
-      if (box.checked) hiddenGroups.delete(box.value); else hiddenGroups.add(box.value);
-      refilter();
-    });
-  }
+// Unticking a box hides its node's (or group's) entries; ticking shows them.
+function filterBox(box, hidden, key) {
+  box.addEventListener("change", () => {
+    if (box.checked) hidden.delete(key); else hidden.add(key);
+    refilter();
+  });
 }
 
 // ------------------------------------------------------------------ writes
@@ -791,7 +806,8 @@ async function onWriteSubmit(e) {
     return;
   }
   if (!res.ok) {
-    writeFailed(target.id, key, `${res.status} ${body}${writeHint(res.status)}`);
+    if (res.status === 401) document.getElementById("token-field").hidden = false;
+    writeFailed(target.id, key, `${res.status} ${body}${WRITE_HINTS[res.status] || ""}`);
     return;
   }
   const index = Number(res.headers.get("X-Raft-Index"));
@@ -799,15 +815,11 @@ async function onWriteSubmit(e) {
   startWatchingWrite(index, key, leaderId);
 }
 
-function writeHint(status) {
-  if (status === 503) return " — no leader yet, try again";
-  if (status === 401) {
-    document.getElementById("token-field").hidden = false;
-    return " — this cluster needs a token: paste it in the token field and send again";
-  }
-  if (status === 507) return " — the cache is full";
-  return "";
-}
+// What a refusal means, in the learner's terms.
+const WRITE_HINTS = {
+  503: " — no leader yet, try again", 507: " — the cache is full",
+  401: " — this cluster needs a token: paste it in the token field and send again",
+};
 
 function writeFailed(id, key, text) {
   setWriteResult(text, "error");
@@ -870,12 +882,14 @@ function esc(s) {
 }
 
 const b = (id) => `<b>${esc(nameOf(id))}</b>`;
+const plural = (k, one, many = one + "s") => `${k} ${k === 1 ? one : many}`;
+const ms = (x) => `${Number(x) < 10 ? Number(x).toFixed(1) : Math.round(x)} ms`; // durations may be fractional
 
+// hh:mm:ss(.mmm) in the reader's time zone.
 function clock(d, withMs = true) {
   if (isNaN(d)) return "--:--:--";
-  const p = (x, w = 2) => String(x).padStart(w, "0");
-  const s = `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
-  return withMs ? `${s}.${p(d.getMilliseconds(), 3)}` : s;
+  const s = d.toTimeString().slice(0, 8);
+  return withMs ? `${s}.${String(d.getMilliseconds()).padStart(3, "0")}` : s;
 }
 
 // ------------------------------------------------------------------ start
@@ -904,6 +918,6 @@ async function start() {
 
 document.getElementById("write").addEventListener("submit", onWriteSubmit);
 document.getElementById("pause").addEventListener("click", togglePause);
-setupGroupFilters();
+document.querySelectorAll("#filter-groups input").forEach((box) => filterBox(box, hiddenGroups, box.value));
 setInterval(scheduleRender, 1000); // ages ("12 s ago") and fading banners
 start();
