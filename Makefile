@@ -4,7 +4,7 @@ BIN     := ./stcached
 CLUSTER := cluster
 NODES   := 1 2 3
 
-.PHONY: build test fmt-check vet staticcheck gotest cluster demo stop clean bench gobench jepsen
+.PHONY: build test fmt-check vet staticcheck gotest cluster demo certs stop clean bench gobench jepsen
 
 build:
 	$(GO) build -o $(BIN) .
@@ -70,6 +70,13 @@ cluster: build
 # checks every step (cmd/demo's test does that on a cluster of its own).
 demo: build
 	$(GO) run ./cmd/demo -bin $(BIN) -dir $(CLUSTER) $(if $(filter 1,$(AUTO)),-auto)
+
+# A CA and one certificate per host for -tls-cert/-tls-key/-tls-ca, in ./certs/
+# (an existing CA there is reused). HOSTS: the names peers dial, comma-separated;
+# a+b is one certificate for both names. E.g. make certs HOSTS=10.0.0.1,10.0.0.2,10.0.0.3
+HOSTS ?= 127.0.0.1+localhost
+certs:
+	$(GO) run ./cmd/certs -dir certs -hosts '$(HOSTS)'
 
 # Load test: a fresh 3-node cluster on random loopback ports and temp dirs,
 # every workload for 10 s (see ./stbench -h), e.g. BENCHFLAGS="-duration 2s".

@@ -142,7 +142,7 @@ func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 // BenchmarkHTTPHandler runs the handler alone (no sockets, no net/http
 // server): what our own code allocates per request.
 func BenchmarkHTTPHandler(b *testing.B) {
-	h := newHandler(benchStore{}, newHub("bench"), hclog.NewNullLogger())
+	h := newHandler(benchStore{}, newHub("bench"), hclog.NewNullLogger(), security{})
 	for _, tc := range []struct{ name, query string }{
 		{"set", "/set?key=k123&value=" + benchValue(123)},
 		{"get", "/get?key=k123"},

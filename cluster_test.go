@@ -101,7 +101,7 @@ func TestStrongReadsDeleteAndHints(t *testing.T) {
 			if p == l {
 				continue
 			}
-			r, err := call(p.http, "/get?key=last&consistency=strong")
+			r, err := p.call("/get?key=last&consistency=strong")
 			if err != nil {
 				return err
 			}
@@ -336,7 +336,7 @@ func TestGroupCommitSurvivesCrashAndReplay(t *testing.T) {
 		for _, p := range c.nodes {
 			waitFor(t, 30*time.Second, fmt.Sprintf("%s: all acknowledged writes on %s", when, p.name), func() error {
 				for _, k := range acked {
-					r, err := call(p.http, "/get?key="+k)
+					r, err := p.call("/get?key=" + k)
 					if err != nil {
 						return err
 					}

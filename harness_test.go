@@ -108,12 +108,22 @@ type proc struct {
 	dir      string
 	logPath  string
 	extra    []string // flags beyond the addresses, for restarts
+	base     []string // flags of every start (TLS, token)
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	exitErr  error
 	paused   bool
 	restarts int
+	// secure, when set, is how to talk to a node run with -tls-* and
+	// -token-file: HTTPS trusting the test CA, and the token.
+	secure *secureClient
+}
+
+// secureClient talks to nodes started with TLS and a token.
+type secureClient struct {
+	client *http.Client
+	token  string
 }
 
 // newProc describes a node with fresh ports and a fresh data dir; it does not
@@ -138,6 +148,7 @@ func (p *proc) args(extra ...string) []string {
 	if p.raftAdv != p.raft {
 		a = append(a, "-raft-advertise", p.raftAdv)
 	}
+	a = append(a, p.base...)
 	return append(a, extra...)
 }
 
@@ -285,9 +296,33 @@ func call(addr, path string) (reply, error) {
 	return reply{code: resp.StatusCode, body: string(b), header: resp.Header}, nil
 }
 
+// call does GET path on p (over HTTPS with its token when p is secure).
+func (p *proc) call(path string) (reply, error) {
+	if p.secure == nil {
+		return call(p.http, path)
+	}
+	req, err := http.NewRequest(http.MethodGet, "https://"+p.http+path, nil)
+	if err != nil {
+		return reply{}, err
+	}
+	if p.secure.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.secure.token)
+	}
+	resp, err := p.secure.client.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{code: resp.StatusCode, body: string(b), header: resp.Header}, nil
+}
+
 func (p *proc) get(path string) reply {
 	p.t.Helper()
-	r, err := call(p.http, path)
+	r, err := p.call(path)
 	if err != nil {
 		p.t.Fatalf("%s GET %s: %v", p.name, path, err)
 	}
@@ -305,7 +340,7 @@ func (p *proc) expect(path string, code int, body string) reply {
 }
 
 func (p *proc) status() (status, error) {
-	r, err := call(p.http, "/status")
+	r, err := p.call("/status")
 	if err != nil {
 		return status{}, err
 	}
@@ -444,7 +479,7 @@ func (c *cluster) followers() []*proc {
 func waitValue(t testing.TB, p *proc, key, want string) {
 	t.Helper()
 	waitFor(t, 20*time.Second, p.name+" to have "+key+"="+want, func() error {
-		r, err := call(p.http, "/get?key="+key)
+		r, err := p.call("/get?key=" + key)
 		if err != nil {
 			return err
 		}

@@ -44,6 +44,15 @@ type api struct {
 	store  store
 	events *hub
 	log    hclog.Logger
+	sec    security
+}
+
+// security is how the API is exposed: the scheme of the Location headers it
+// writes (https when TLS is on) and the token that guards the endpoints
+// that read or change data or membership ("" = none, as in the tutorial).
+type security struct {
+	https bool
+	token string
 }
 
 // uiFiles is the live view: plain files, embedded so the binary serves it
@@ -52,15 +61,18 @@ type api struct {
 //go:embed ui
 var uiFiles embed.FS
 
-func newHandler(s store, events *hub, log hclog.Logger) http.Handler {
-	a := &api{store: s, events: events, log: log}
+func newHandler(s store, events *hub, log hclog.Logger, sec security) http.Handler {
+	a := &api{store: s, events: events, log: log, sec: sec}
 	mux := http.NewServeMux()
+	guard := func(h http.HandlerFunc) http.HandlerFunc { return requireToken(sec.token, h) }
 	// GET everywhere, as in the tutorial; HEAD only where nothing changes.
-	mux.HandleFunc("/set", cors(a.methods(a.set, http.MethodGet, http.MethodPost)))
-	mux.HandleFunc("/get", a.methods(a.get, http.MethodGet, http.MethodHead))
-	mux.HandleFunc("/delete", cors(a.methods(a.del, http.MethodGet, http.MethodPost)))
-	mux.HandleFunc("/join", a.methods(a.join, http.MethodGet))
-	mux.HandleFunc("/leave", a.methods(a.leave, http.MethodGet))
+	// The token, when there is one, is checked before anything else; /status,
+	// /events and /ui carry no keys or values and stay open.
+	mux.HandleFunc("/set", cors(guard(a.methods(a.set, http.MethodGet, http.MethodPost))))
+	mux.HandleFunc("/get", guard(a.methods(a.get, http.MethodGet, http.MethodHead)))
+	mux.HandleFunc("/delete", cors(guard(a.methods(a.del, http.MethodGet, http.MethodPost))))
+	mux.HandleFunc("/join", guard(a.methods(a.join, http.MethodGet)))
+	mux.HandleFunc("/leave", guard(a.methods(a.leave, http.MethodGet)))
 	mux.HandleFunc("/status", a.methods(a.status, http.MethodGet, http.MethodHead))
 	mux.HandleFunc("/events", a.methods(a.streamEvents, http.MethodGet))
 	ui, err := fs.Sub(uiFiles, "ui")
@@ -337,7 +349,11 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &conf):
 		text(w, http.StatusConflict, conf.msg+"\n")
 	case errors.As(err, &ref) && ref.LeaderHTTP != "":
-		w.Header().Set("Location", "http://"+ref.LeaderHTTP+r.URL.RequestURI())
+		scheme := "http://"
+		if a.sec.https {
+			scheme = "https://"
+		}
+		w.Header().Set("Location", scheme+ref.LeaderHTTP+r.URL.RequestURI())
 		w.Header().Set("X-Raft-Leader", ref.LeaderHTTP)
 		text(w, http.StatusTemporaryRedirect, "write method not allowed\n")
 	case errors.As(err, &ref):

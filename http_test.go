@@ -168,32 +168,54 @@ func (s *memStore) Leave(r string) (uint64, error)               { return 0, &re
 func (s *memStore) Status() status                               { return status{} }
 
 func FuzzHTTPRequest(f *testing.F) {
-	f.Add("GET", "/set", "key=a&value=b", "")
-	f.Add("POST", "/set", "", "key=a&value=b")
-	f.Add("GET", "/get", "key=refuse&consistency=strong", "")
-	f.Add("GET", "/join", "peerAddress=127.0.0.1:7000&httpAddress=[::1]:1", "")
-	f.Add("GET", "/leave", "peerAddress=%zz", "")
-	f.Add("POST", "/delete", "key=%00", "key=x&key=y")
-	h := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger())
-	f.Fuzz(func(t *testing.T, method, path, query, body string) {
+	const token = "0123456789abcdef-fuzz"
+	f.Add("GET", "/set", "key=a&value=b", "", "")
+	f.Add("POST", "/set", "", "key=a&value=b", "Bearer "+token)
+	f.Add("GET", "/get", "key=refuse&consistency=strong", "", "bearer "+token)
+	f.Add("GET", "/join", "peerAddress=127.0.0.1:7000&httpAddress=[::1]:1", "", "Basic "+token)
+	f.Add("GET", "/leave", "peerAddress=%zz", "", "Bearer")
+	f.Add("POST", "/delete", "key=%00", "key=x&key=y", "Bearer  "+token+" ")
+	f.Add("OPTIONS", "/set", "", "", "")
+	open := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger(), security{})
+	guarded := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger(), security{token: token, https: true})
+	f.Fuzz(func(t *testing.T, method, path, query, body, auth string) {
 		u := &url.URL{Path: path, RawQuery: query}
-		req, err := http.NewRequest(method, "http://x"+u.EscapedPath()+"?"+query, strings.NewReader(body))
-		if err != nil {
-			return // net/http would not deliver such a request either
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		code := w.Code
-		if code == 200 {
-			// Success only for well-formed requests of the known paths.
-			p := req.URL.Path
-			if method == "POST" && p != "/set" && p != "/delete" {
-				t.Fatalf("%s %s: 200", method, p)
+		for _, h := range []http.Handler{open, guarded} {
+			req, err := http.NewRequest(method, "http://x"+u.EscapedPath()+"?"+query, strings.NewReader(body))
+			if err != nil {
+				return // net/http would not deliver such a request either
 			}
-		}
-		if code >= 500 {
-			t.Fatalf("%s %s?%s: %d %q", method, path, query, code, w.Body.String())
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			code := w.Code
+			if code == 200 {
+				// Success only for well-formed requests of the known paths.
+				p := req.URL.Path
+				if method == "POST" && p != "/set" && p != "/delete" {
+					t.Fatalf("%s %s: 200", method, p)
+				}
+			}
+			if code >= 500 {
+				t.Fatalf("%s %s?%s: %d %q", method, path, query, code, w.Body.String())
+			}
+			// With a token, a guarded endpoint answers 401 unless the
+			// request carries it (an OPTIONS preflight carries nothing
+			// and executes nothing).
+			scheme, given, _ := strings.Cut(auth, " ")
+			authorised := strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(given) == token
+			switch req.URL.Path {
+			case "/set", "/get", "/delete", "/join", "/leave":
+				if h == guarded && !authorised && method != "OPTIONS" && code != 401 {
+					t.Fatalf("%s %s with Authorization %q: %d, want 401", method, req.URL.Path, auth, code)
+				}
+				if code == 401 && (h == open || authorised) {
+					t.Fatalf("%s %s with Authorization %q: 401", method, req.URL.Path, auth)
+				}
+			}
 		}
 	})
 }

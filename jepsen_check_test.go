@@ -437,14 +437,16 @@ func checkHistory(h *history, timeout time.Duration, vizDir string) checkReport 
 
 // kvClient sends operations over HTTP and records them.
 type kvClient struct {
-	h     *history
-	hc    *http.Client
-	id    int
-	stale bool // reads use consistency=stale
+	h      *history
+	hc     *http.Client
+	id     int
+	stale  bool   // reads use consistency=stale
+	scheme string // "http://", or "https://" for a cluster run with TLS
+	token  string // sent as Bearer when not ""
 }
 
 func newKVClient(h *history, hc *http.Client) *kvClient {
-	return &kvClient{h: h, hc: hc, id: h.newClient()}
+	return &kvClient{h: h, hc: hc, id: h.newClient(), scheme: "http://"}
 }
 
 func opPath(in kvInput, stale bool) string {
@@ -473,15 +475,18 @@ func (c *kvClient) do(ctx context.Context, addr, node string, in kvInput) (reply
 	var req *http.Request
 	var err error
 	if in.Kind == kvGet {
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+addr+path, nil)
 	} else {
 		// A POST, so net/http never sends the write twice (it resends a
 		// GET on a reused connection that failed, even after sending it).
 		u, q, _ := strings.Cut(path, "?")
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+u, strings.NewReader(q))
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+addr+u, strings.NewReader(q))
 		if req != nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		}
+	}
+	if req != nil && c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if err == nil {
 		var resp *http.Response

@@ -559,7 +559,7 @@ func TestRaftProxy(t *testing.T) {
 // hears of the new one or of a write it commits (nothing reaches it) until
 // the heal.
 func TestRaftProxyIsolatesLeader(t *testing.T) {
-	jc := startJepsenCluster(t, 3)
+	jc := startJepsenCluster(t, 3, false)
 	for _, mode := range []cutMode{cutReset, cutStall} {
 		old := jc.leaderIndex()
 		if old < 0 {

@@ -111,14 +111,23 @@ type jepsenCluster struct {
 	*cluster
 	net   *raftNet
 	names map[string]string // HTTP address -> node name
+	// With TLS and a token (the proxies pass TLS through untouched).
+	secure       *secureClient
+	statusClient *http.Client
 }
 
-func startJepsenCluster(t *testing.T, n int) *jepsenCluster {
+// startJepsenCluster starts n nodes behind cuttable proxies; secure runs
+// them with mutual TLS on Raft, HTTPS and a token.
+func startJepsenCluster(t *testing.T, n int, secure bool) *jepsenCluster {
 	t.Helper()
 	nw := newRaftNet(n)
 	// Registered before the nodes' cleanups, so it runs after they are
 	// killed.
 	t.Cleanup(nw.close)
+	var secureUp func(int, *proc)
+	if secure {
+		secureUp, _ = secureSetup(t, makeCerts(t, t.TempDir()))
+	}
 	c := startCluster(t, n, func(i int, p *proc) {
 		px, err := nw.listen(i, p.raft)
 		if err != nil {
@@ -126,20 +135,39 @@ func startJepsenCluster(t *testing.T, n int) *jepsenCluster {
 		}
 		p.raftAdv = px.addr()
 		nw.attach(i, p.pid)
+		if secureUp != nil {
+			secureUp(i, p)
+		}
 	})
-	jc := &jepsenCluster{cluster: c, net: nw, names: map[string]string{}}
+	// A short timeout: a paused node must not hold up the nemesis or the
+	// leader monitor for long.
+	jc := &jepsenCluster{cluster: c, net: nw, names: map[string]string{}, statusClient: &http.Client{Timeout: time.Second}}
+	if secure {
+		jc.secure = c.nodes[0].secure
+		jc.statusClient.Transport = jc.secure.client.Transport
+	}
 	for _, p := range c.nodes {
 		jc.names[p.http] = p.name
 	}
 	return jc
 }
 
-// statusClient asks /status with a short timeout: a paused node must not
-// hold up the nemesis or the leader monitor for long.
-var statusClient = &http.Client{Timeout: time.Second}
+// kvClient returns a client for the workload, speaking the cluster's
+// scheme with its token.
+func (jc *jepsenCluster) kvClient(h *history, hc *http.Client) *kvClient {
+	c := newKVClient(h, hc)
+	if jc.secure != nil {
+		c.scheme, c.token = "https://", jc.secure.token
+	}
+	return c
+}
 
-func quickStatus(addr string) (status, bool) {
-	resp, err := statusClient.Get("http://" + addr + "/status")
+func (jc *jepsenCluster) quickStatus(addr string) (status, bool) {
+	scheme := "http://"
+	if jc.secure != nil {
+		scheme = "https://"
+	}
+	resp, err := jc.statusClient.Get(scheme + addr + "/status")
 	if err != nil {
 		return status{}, false
 	}
@@ -160,7 +188,7 @@ func (jc *jepsenCluster) statuses() ([]status, []bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st[i], ok[i] = quickStatus(p.http)
+			st[i], ok[i] = jc.quickStatus(p.http)
 		}()
 	}
 	wg.Wait()
@@ -468,7 +496,7 @@ type workload struct {
 func (w *workload) findLeader(rng *rand.Rand) string {
 	nodes := w.jc.nodes
 	for _, i := range rng.Perm(len(nodes)) {
-		s, ok := quickStatus(nodes[i].http)
+		s, ok := w.jc.quickStatus(nodes[i].http)
 		switch {
 		case !ok:
 		case s.State == "Leader":
@@ -482,7 +510,7 @@ func (w *workload) findLeader(rng *rand.Rand) string {
 
 func (w *workload) client(ctx context.Context, idx int) {
 	rng := rand.New(rand.NewPCG(w.cfg.seed, uint64(idx)+1))
-	c := newKVClient(w.h, w.hc)
+	c := w.jc.kvClient(w.h, w.hc)
 	c.stale = w.cfg.stale
 	leader := ""
 	for seq := 0; ctx.Err() == nil; seq++ {
@@ -527,7 +555,7 @@ func (w *workload) client(ctx context.Context, idx int) {
 func (w *workload) finalReads(t *testing.T) map[string]kvOutput {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(w.cfg.seed, 0))
-	c := newKVClient(w.h, w.hc)
+	c := w.jc.kvClient(w.h, w.hc)
 	got := map[string]kvOutput{}
 	for _, k := range w.keys {
 		waitFor(t, time.Minute, "a strong read of "+k, func() error {
@@ -580,7 +608,7 @@ func (jc *jepsenCluster) waitSameMap(t *testing.T, want map[string]kvOutput) {
 	waitFor(t, time.Minute, "every node to hold the map the strong reads saw", func() error {
 		for _, p := range jc.nodes {
 			for k, o := range want {
-				r, err := call(p.http, "/get?key="+k)
+				r, err := p.call("/get?key=" + k)
 				if err != nil {
 					return err
 				}
@@ -600,18 +628,28 @@ func (jc *jepsenCluster) waitSameMap(t *testing.T, want map[string]kvOutput) {
 	})
 }
 
-func TestJepsen(t *testing.T) {
+func TestJepsen(t *testing.T) { runJepsen(t, false) }
+
+// TestJepsenTLS is the same fault test with mutual TLS on every Raft link,
+// HTTPS and a token: the proxies cut and stall TLS streams as they do plain
+// ones.
+func TestJepsenTLS(t *testing.T) { runJepsen(t, true) }
+
+func runJepsen(t *testing.T, secure bool) {
 	if testing.Short() {
 		t.Skip("the fault test takes a minute; skipped in -short mode")
 	}
 	began := time.Now()
 	cfg := jepsenConfigFromFlags()
-	t.Logf("jepsen: %v", cfg)
-	jc := startJepsenCluster(t, cfg.nodes)
+	t.Logf("jepsen: %v (TLS and token: %v)", cfg, secure)
+	jc := startJepsenCluster(t, cfg.nodes, secure)
 	t.Logf("jepsen: cluster of %d up after %v", cfg.nodes, time.Since(began).Round(100*time.Millisecond))
 
 	h := &history{}
 	tr := &http.Transport{MaxIdleConnsPerHost: 4 * cfg.clients}
+	if jc.secure != nil {
+		tr.TLSClientConfig = jc.secure.client.Transport.(*http.Transport).TLSClientConfig
+	}
 	defer tr.CloseIdleConnections()
 	w := &workload{jc: jc, h: h, cfg: cfg, hc: &http.Client{
 		Transport:     tr,

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,8 @@ type options struct {
 	snapshotInterval  time.Duration
 	snapshotThreshold uint64
 	logLevel          string
+	tokenFile         string
+	tls               tlsFiles
 }
 
 func main() {
@@ -54,6 +57,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 20*time.Second, "how often Raft checks whether to take a snapshot")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 2, "log entries since the last snapshot that make a snapshot due")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join and /leave then need \"Authorization: Bearer <token>\", and -join sends it")
+	fs.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate of this node (with -tls-key and -tls-ca): Raft over mutual TLS, the API over HTTPS")
+	fs.StringVar(&o.tls.key, "tls-key", "", "PEM private key of -tls-cert")
+	fs.StringVar(&o.tls.ca, "tls-ca", "", "PEM certificate of the CA that signs every node's certificate")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `stcached: a key-value cache replicated with Raft.
 
@@ -64,6 +71,10 @@ Start a cluster (as in the tutorial):
 
 API: /set?key=K&value=V  /get?key=K[&consistency=strong]  /delete?key=K
      /join?peerAddress=R[&httpAddress=H]  /leave?peerAddress=R  /status
+     /events (Server-Sent Events)  /ui (the live view: open http://127.0.0.1:6000/)
+
+Off loopback: -token-file guards the API, -tls-cert/-tls-key/-tls-ca put Raft
+on mutual TLS and the API on HTTPS (make certs HOSTS=... makes the files).
 
 Flags:
 `)
@@ -160,6 +171,30 @@ func serve(o *options, log hclog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	// The contract makes these exit 1 (a file problem), not 2 (a bad flag).
+	var token string
+	if o.tokenFile != "" {
+		var err error
+		if token, err = readToken(o.tokenFile); err != nil {
+			return err
+		}
+	}
+	var tlsConf *tlsSetup
+	switch n := countSet(o.tls.cert, o.tls.key, o.tls.ca); n {
+	case 0:
+	case 3:
+		var err error
+		if tlsConf, err = loadTLS(o.tls); err != nil {
+			return err
+		}
+	default:
+		return errTLSFlags
+	}
+	if token == "" && (!isLoopbackBind(o.httpAddr) || !isLoopbackBind(o.raftAddr)) {
+		log.Warn("listening beyond loopback without -token-file: anyone who reaches the HTTP API can read, write and add voters (see Running on several hosts)",
+			"http", o.httpAddr, "raft", o.raftAddr)
+	}
+
 	// Listen before opening the node, so a busy port fails fast; serve only
 	// once the node exists.
 	ln, err := net.Listen("tcp", o.httpAddr)
@@ -174,6 +209,7 @@ func serve(o *options, log hclog.Logger) error {
 		RaftAdvertise:     o.raftAdvertise,
 		Bootstrap:         o.bootstrap,
 		Joining:           o.join != "",
+		TLS:               tlsConf,
 		SnapshotInterval:  o.snapshotInterval,
 		SnapshotThreshold: o.snapshotThreshold,
 		Logger:            log,
@@ -184,7 +220,7 @@ func serve(o *options, log hclog.Logger) error {
 	}
 	hlog := log.Named("http")
 	srv := &http.Server{
-		Handler:           newHandler(n, n.Events(), hlog),
+		Handler:           newHandler(n, n.Events(), hlog, security{https: tlsConf != nil, token: token}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          hlog.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
@@ -193,8 +229,15 @@ func serve(o *options, log hclog.Logger) error {
 	// shuts down, or its drain would wait for every open browser tab.
 	srv.RegisterOnShutdown(n.Events().close)
 	served := make(chan error, 1)
+	scheme := "http"
+	if tlsConf != nil {
+		srv.TLSConfig = tlsConf.httpServer
+		ln = tls.NewListener(ln, tlsConf.httpServer)
+		scheme = "https"
+	}
 	go func() { served <- srv.Serve(ln) }()
-	hlog.Info("serving http", "addr", ln.Addr().String())
+	hlog.Info("serving "+scheme, "addr", ln.Addr().String())
+	joins := newJoiner(tlsConf, token)
 
 	if o.join != "" {
 		if n.HadState() {
@@ -203,13 +246,13 @@ func serve(o *options, log hclog.Logger) error {
 			go func() {
 				jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
 				defer cancel()
-				if err := joinCluster(jctx, log.Named("join"), o.join, o.raftAdvertise, o.httpAdvertise, false, n.OpenRaft); err != nil {
+				if err := joinCluster(jctx, log.Named("join"), joins, o.join, o.raftAdvertise, o.httpAdvertise, false, n.OpenRaft); err != nil {
 					log.Warn("re-join failed (this node keeps its existing membership)", "error", err)
 				}
 			}()
 		} else {
 			jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
-			err := joinCluster(jctx, log.Named("join"), o.join, o.raftAdvertise, o.httpAdvertise, true, n.OpenRaft)
+			err := joinCluster(jctx, log.Named("join"), joins, o.join, o.raftAdvertise, o.httpAdvertise, true, n.OpenRaft)
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				return errors.Join(err, shutdown(srv, n, log))
@@ -269,4 +312,15 @@ func shutdown(srv *http.Server, n *node, log hclog.Logger) error {
 		log.Info("stopped cleanly")
 	}
 	return errors.Join(errs...)
+}
+
+// countSet is how many of ss are not empty.
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -82,6 +81,11 @@ func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
 		if string(old.ID) == n.cfg.RaftAdvertise {
 			return 0, &conflict{fmt.Sprintf("conflict: %s is this leader's own address; a node with no state cannot take its place", raftAddr)}
 		}
+		// Something must answer there (with TLS: prove a certificate of
+		// our CA for that name) before a member is removed for it.
+		if err := n.stream.probe(raftAddr); err != nil {
+			return 0, fmt.Errorf("%w: %s: %v", errUnreachablePeer, raftAddr, err)
+		}
 		index, err := n.changeMembers(n.raft.RemoveServer(old.ID, 0, 0))
 		if err != nil {
 			return 0, n.raftErr("remove earlier incarnation "+string(old.ID), err)
@@ -99,12 +103,11 @@ func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
 	case found && old.Suffrage == raft.Voter:
 	default:
 		// A voter nothing listens on would count towards the quorum and
-		// could stall a small cluster: refuse it up front.
-		conn, err := net.DialTimeout("tcp", raftAddr, 2*time.Second)
-		if err != nil {
+		// could stall a small cluster: refuse it up front. With TLS this is
+		// also where the node proves a certificate signed by our CA.
+		if err := n.stream.probe(raftAddr); err != nil {
 			return 0, fmt.Errorf("%w: %s: %v", errUnreachablePeer, raftAddr, err)
 		}
-		conn.Close()
 		index, err = n.changeMembers(n.raft.AddVoter(raft.ServerID(raftAddr), raft.ServerAddress(raftAddr), 0, 0))
 		if err != nil {
 			return 0, n.raftErr("add voter "+raftAddr, err)
@@ -227,22 +230,55 @@ func findMemberByID(servers []raft.Server, id string) (raft.Server, bool) {
 // counts the old incarnation as a voter could win this node's vote with a
 // log that lacks committed entries (hashicorp/raft grants votes freely while
 // its configuration is empty), and those entries would be lost.
-func joinCluster(ctx context.Context, log hclog.Logger, joinAddr, raftAddr, httpAddr string, fresh bool, open func()) error {
+func joinCluster(ctx context.Context, log hclog.Logger, j *joiner, joinAddr, raftAddr, httpAddr string, fresh bool, open func()) error {
 	params := url.Values{"peerAddress": {raftAddr}, "httpAddress": {httpAddr}}
 	if fresh {
 		params.Set("fresh", "true")
-		if err := askJoin(ctx, log, joinAddr, params); err != nil {
+		if err := j.ask(ctx, log, joinAddr, params); err != nil {
 			return err
 		}
 		params.Del("fresh")
 	}
 	open()
-	return askJoin(ctx, log, joinAddr, params)
+	return j.ask(ctx, log, joinAddr, params)
 }
 
-func askJoin(ctx context.Context, log hclog.Logger, joinAddr string, params url.Values) error {
-	u := "http://" + joinAddr + "/join?" + params.Encode()
-	client := &http.Client{Timeout: applyTimeout + 5*time.Second}
+// joiner is how a node talks to a member's /join: over HTTPS trusting the
+// cluster's CA when TLS is on, with the cluster's token when there is one.
+type joiner struct {
+	scheme string // "http://" or "https://"
+	token  string
+	client *http.Client
+}
+
+func newJoiner(t *tlsSetup, token string) *joiner {
+	j := &joiner{scheme: "http://", token: token}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if t != nil {
+		j.scheme = "https://"
+		tr.TLSClientConfig = t.httpClient
+	}
+	j.client = &http.Client{
+		Transport: tr,
+		Timeout:   applyTimeout + 5*time.Second,
+		// A follower redirects to the leader; Go drops Authorization on
+		// a redirect to another host:port, so carry it over ourselves (the
+		// Location comes from a member, which holds the token anyway).
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) >= 10 {
+				return errors.New("too many redirects")
+			}
+			if a := via[0].Header.Get("Authorization"); a != "" {
+				req.Header.Set("Authorization", a)
+			}
+			return nil
+		},
+	}
+	return j
+}
+
+func (j *joiner) ask(ctx context.Context, log hclog.Logger, joinAddr string, params url.Values) error {
+	u := j.scheme + joinAddr + "/join?" + params.Encode()
 	backoff := 100 * time.Millisecond
 	var last error
 	for attempt := 1; ; attempt++ {
@@ -250,7 +286,10 @@ func askJoin(ctx context.Context, log hclog.Logger, joinAddr string, params url.
 		if err != nil {
 			return fmt.Errorf("join via %s: %w", joinAddr, err)
 		}
-		resp, err := client.Do(req)
+		if j.token != "" {
+			req.Header.Set("Authorization", "Bearer "+j.token)
+		}
+		resp, err := j.client.Do(req)
 		if err == nil {
 			body, rerr := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
@@ -264,7 +303,8 @@ func askJoin(ctx context.Context, log hclog.Logger, joinAddr string, params url.
 					log.Info("joined cluster", "via", joinAddr, "attempts", attempt)
 				}
 				return nil
-			case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusConflict:
+			case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusConflict ||
+				resp.StatusCode == http.StatusUnauthorized:
 				// Retrying will not fix a request the cluster refuses as such.
 				return fmt.Errorf("join via %s refused: %s", joinAddr, strings.TrimSpace(string(body)))
 			default:

@@ -116,7 +116,7 @@ func TestRemovedNodeStopsServing(t *testing.T) {
 	notMember := func(p *proc) {
 		t.Helper()
 		waitFor(t, 10*time.Second, p.name+" to refuse as a non-member", func() error {
-			r, err := call(p.http, "/get?key=k")
+			r, err := p.call("/get?key=k")
 			if err != nil {
 				return err
 			}
@@ -162,7 +162,7 @@ func TestRemovedNodeStopsServing(t *testing.T) {
 // incarnation, so B cannot win; once A is back, A leads, C is replaced, and X
 // is on every node.
 func TestWipedNodeDoesNotVoteUntilReplaced(t *testing.T) {
-	jc := startJepsenCluster(t, 3)
+	jc := startJepsenCluster(t, 3, false)
 	a := jc.leader()
 	var b, cNode *proc
 	ib := -1

@@ -29,7 +29,8 @@ type nodeConfig struct {
 	RaftBind          string
 	RaftAdvertise     string // the server ID and the address peers dial
 	Bootstrap         bool
-	Joining           bool // started with -join
+	Joining           bool      // started with -join
+	TLS               *tlsSetup // nil: plain TCP and HTTP
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	Logger            hclog.Logger
@@ -172,7 +173,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	}
 	// A node with no state that is about to join keeps its Raft port shut
 	// until the leader has forgotten any earlier incarnation (joinCluster).
-	n.stream, err = listenRaft(cfg.RaftBind, cfg.RaftAdvertise, cfg.Joining && !hasState)
+	n.stream, err = listenRaft(cfg.RaftBind, cfg.RaftAdvertise, cfg.Joining && !hasState, cfg.TLS, log.Named("transport"))
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
 	}

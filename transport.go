@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
 // streamLayer is the TCP connection layer under raft's NetworkTransport. It
-// exists for two reasons raft's own TCPStreamLayer cannot serve:
+// exists for three reasons raft's own TCPStreamLayer cannot serve:
 //
 //   - It advertises the Raft address exactly as given ("localhost:7000"),
 //     where raft's takes only a resolved *net.TCPAddr. The advertised string
@@ -24,11 +28,24 @@ import (
 //     any earlier incarnation of it from the configuration (see joinCluster).
 //     Until then it could grant votes it has forgotten granting: hashicorp/raft
 //     grants votes freely while its configuration is empty.
+//   - It can speak mutual TLS (-tls-cert, -tls-key, -tls-ca): hashicorp/raft
+//     decodes whatever a connection sends, so off loopback only peers that
+//     prove a certificate signed by the cluster's CA may reach it.
 type streamLayer struct {
 	ln        net.Listener
 	advertise advertisedAddr
 	open      atomic.Bool
+	tls       *tlsSetup // nil: plain TCP, as in the tutorial
+	log       hclog.Logger
+
+	conns     chan net.Conn // admitted connections, for Accept
+	done      chan struct{}
+	closeOnce sync.Once
 }
+
+// handshakeTimeout bounds a TLS handshake, both ways: a peer that connects
+// and says nothing holds a goroutine for this long at most.
+const handshakeTimeout = 10 * time.Second
 
 // advertisedAddr is a Raft address as given: a name stays a name.
 type advertisedAddr string
@@ -37,43 +54,117 @@ func (a advertisedAddr) Network() string { return "tcp" }
 func (a advertisedAddr) String() string  { return string(a) }
 
 // listenRaft listens on bind and advertises adv. The door starts open unless
-// closed is true.
-func listenRaft(bind, adv string, closed bool) (*streamLayer, error) {
+// closed is true. With t, every connection must complete a mutual TLS
+// handshake before Raft sees it.
+func listenRaft(bind, adv string, closed bool, t *tlsSetup, log hclog.Logger) (*streamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err
 	}
-	s := &streamLayer{ln: ln, advertise: advertisedAddr(adv)}
+	s := &streamLayer{ln: ln, advertise: advertisedAddr(adv), tls: t, log: log,
+		conns: make(chan net.Conn), done: make(chan struct{})}
 	s.open.Store(!closed)
+	go s.acceptLoop()
 	return s, nil
 }
 
-// Accept returns the next connection while the door is open; while it is
-// shut, connections are closed as they arrive, before Raft reads a byte.
-func (s *streamLayer) Accept() (net.Conn, error) {
+// acceptLoop accepts connections and admits each on its own goroutine, so
+// a slow or silent peer's handshake never holds up the next connection.
+func (s *streamLayer) acceptLoop() {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			return nil, err
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			s.log.Error("raft listener failed; no more incoming raft connections", "error", err)
+			return
 		}
-		if s.open.Load() {
-			return c, nil
+		go s.admit(c)
+	}
+}
+
+// admit passes c to Raft once it has proven itself: with TLS, a completed
+// handshake in which it presented a certificate signed by our CA (a
+// plaintext or wrongly signed peer is closed before Raft reads a byte), and
+// only while the door is open.
+func (s *streamLayer) admit(c net.Conn) {
+	if s.tls != nil {
+		tc := tls.Server(c, s.tls.raftServer)
+		_ = c.SetDeadline(time.Now().Add(handshakeTimeout)) // a closed conn fails the handshake below
+		if err := tc.Handshake(); err != nil {
+			s.log.Warn("refused a raft connection: TLS handshake failed", "from", c.RemoteAddr().String(), "error", err)
+			c.Close()
+			return
 		}
+		_ = c.SetDeadline(time.Time{})
+		c = tc
+	}
+	if !s.open.Load() {
 		c.Close()
+		return
+	}
+	select {
+	case s.conns <- c:
+	case <-s.done:
+		c.Close()
+	}
+}
+
+// Accept returns the next admitted connection.
+func (s *streamLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.conns:
+		return c, nil
+	case <-s.done:
+		return nil, net.ErrClosed
 	}
 }
 
 // Open lets Raft connections in from now on.
 func (s *streamLayer) Open() { s.open.Store(true) }
 
-func (s *streamLayer) Close() error { return s.ln.Close() }
+func (s *streamLayer) Close() error {
+	err := net.ErrClosed
+	s.closeOnce.Do(func() {
+		close(s.done)
+		err = s.ln.Close()
+	})
+	return err
+}
 
 // Addr is what raft advertises: the address as given, never resolved.
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
-// Dial resolves the peer's name afresh at every dial.
+// Dial resolves the peer's name afresh at every dial and, with TLS,
+// completes the handshake (verifying the peer against our CA, under the name
+// dialled) before Raft writes to it.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return net.DialTimeout("tcp", string(address), timeout)
+	d := &net.Dialer{Timeout: timeout}
+	if s.tls == nil {
+		return d.Dial("tcp", string(address))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	td := &tls.Dialer{NetDialer: d, Config: s.tls.clientFor(string(address))}
+	return td.DialContext(ctx, "tcp", string(address))
+}
+
+// probe checks that a Raft peer answers at address (with TLS: that it holds
+// a certificate signed by our CA for that name), before the leader lets it
+// count towards the quorum.
+func (s *streamLayer) probe(address string) error {
+	c, err := s.Dial(raft.ServerAddress(address), 2*time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // sameEndpoint reports whether two host:port spellings reach the same

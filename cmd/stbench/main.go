@@ -70,6 +70,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -105,7 +107,19 @@ type config struct {
 	raw        bool
 	scale      bool
 	target     string // targetStcache, targetTutorial or targetHraftd
+	certs      string // -certs: run the nodes with TLS from this dir (make certs)
+	tokenFile  string // -token-file: run the nodes with this token, and send it
 }
+
+// api is how stbench reaches the nodes' HTTP API: plain HTTP as in the
+// tutorial, or HTTPS with a token (-certs, -token-file). Set once in run,
+// before any request.
+var api = struct {
+	scheme string       // "http://" or "https://"
+	client *http.Client // for /status and probes
+	auth   string       // the Authorization header, or ""
+	tls    *tls.Config  // trusts the cluster's CA, or nil
+}{scheme: "http://", client: http.DefaultClient}
 
 // The systems stbench can start and load.
 const (
@@ -165,6 +179,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&cfg.tmp, "tmp", "", "directory for the nodes' temporary data dirs (default: the system's temp dir); it decides which disk fsyncs")
 	fs.BoolVar(&cfg.scale, "scale", false, "after the workloads, report the leader's last snapshot (time, state.bin size) and restart a follower, timing until it serves again (stcache only; use with a large -keys)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (node data and logs) and print its path")
+	fs.StringVar(&cfg.certs, "certs", "", "run the nodes with mutual TLS and HTTPS, from this directory made by make certs (127.0.0.1.pem, 127.0.0.1-key.pem, ca.pem); stcache only")
+	fs.StringVar(&cfg.tokenFile, "token-file", "", "run the nodes with this -token-file, and send its token; stcache only")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `stbench: start a fresh local 3-node stcache cluster and measure it.
 
@@ -206,6 +222,9 @@ Flags:
 	if cfg.scale && cfg.target != targetStcache {
 		return nil, errors.New("-scale needs -target stcache (it reads /status)")
 	}
+	if (cfg.certs != "" || cfg.tokenFile != "") && cfg.target != targetStcache {
+		return nil, errors.New("-certs and -token-file need -target stcache")
+	}
 	if cfg.duration <= 0 || cfg.keys <= 0 || cfg.valueSize <= 0 || cfg.preloadCon <= 0 {
 		return nil, errors.New("-duration, -keys, -value-size and -preload-clients must be positive")
 	}
@@ -217,6 +236,9 @@ Flags:
 	switch *clientKind {
 	case "nethttp":
 	case "raw":
+		if cfg.certs != "" {
+			return nil, errors.New("-client raw does not speak TLS: use -client nethttp with -certs")
+		}
 		cfg.raw = true
 	default:
 		return nil, fmt.Errorf("-client %q: want nethttp or raw", *clientKind)
@@ -251,6 +273,44 @@ func parseWorkload(name string) (workload, error) {
 		}
 	}
 	return workload{}, fmt.Errorf("-workloads: bad workload %q: want <set|get|strong|mix><clients>[~s<stuck>], e.g. set64 or set64~s10", name)
+}
+
+// secureAPI sets api from -certs and -token-file and returns the flags
+// that put the nodes on TLS and the token.
+func secureAPI(cfg *config) ([]string, error) {
+	var flags []string
+	if cfg.certs != "" {
+		ca, err := os.ReadFile(filepath.Join(cfg.certs, "ca.pem"))
+		if err != nil {
+			return nil, fmt.Errorf("-certs: %w (make certs writes it)", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, fmt.Errorf("-certs: %s/ca.pem holds no certificate", cfg.certs)
+		}
+		abs, err := filepath.Abs(cfg.certs)
+		if err != nil {
+			return nil, err
+		}
+		api.scheme = "https://"
+		api.tls = &tls.Config{RootCAs: pool}
+		api.client = &http.Client{Transport: &http.Transport{TLSClientConfig: api.tls}}
+		flags = append(flags, "-tls-cert", filepath.Join(abs, "127.0.0.1.pem"), "-tls-key", filepath.Join(abs, "127.0.0.1-key.pem"),
+			"-tls-ca", filepath.Join(abs, "ca.pem"))
+	}
+	if cfg.tokenFile != "" {
+		b, err := os.ReadFile(cfg.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("-token-file: %w", err)
+		}
+		abs, err := filepath.Abs(cfg.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		api.auth = "Bearer " + strings.TrimSpace(string(b))
+		flags = append(flags, "-token-file", abs)
+	}
+	return flags, nil
 }
 
 // stuckSubscribers opens n /events streams on every node and never reads
@@ -300,6 +360,11 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		return err
 	}
 	c := &cluster{bin: bin, dir: dir, extra: strings.Fields(cfg.nodeFlags), target: cfg.target}
+	extra, err := secureAPI(cfg)
+	if err != nil {
+		return err
+	}
+	c.extra = append(c.extra, extra...)
 	defer func() {
 		c.stop()
 		if cfg.keep {
@@ -658,11 +723,11 @@ func getStatus(ctx context.Context, n *node) (nodeStatus, error) {
 	var st nodeStatus
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.http+"/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.scheme+n.http+"/status", nil)
 	if err != nil {
 		return st, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := api.client.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("%s /status: %w", n.name, err)
 	}
@@ -801,7 +866,7 @@ func (c *cluster) probeSet(ctx context.Context, client *http.Client, n *node, va
 		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.http+"/key", strings.NewReader(body))
 	} else {
 		req, err = http.NewRequestWithContext(ctx, http.MethodGet,
-			"http://"+n.http+"/set?key="+probeKey+"&value="+url.QueryEscape(value), nil)
+			api.scheme+n.http+"/set?key="+probeKey+"&value="+url.QueryEscape(value), nil)
 	}
 	if err != nil {
 		return err
@@ -819,7 +884,7 @@ func (c *cluster) probeSet(ctx context.Context, client *http.Client, n *node, va
 // probeGet reads probeKey from node n: the tutorial answers the bare value
 // and a newline, hraftd a JSON object {"key":"value"}.
 func (c *cluster) probeGet(ctx context.Context, client *http.Client, n *node) (string, error) {
-	u := "http://" + n.http + "/get?key=" + probeKey
+	u := api.scheme + n.http + "/get?key=" + probeKey
 	if c.target == targetHraftd {
 		u = "http://" + n.http + "/key/" + probeKey
 	}
@@ -846,6 +911,9 @@ func (c *cluster) probeGet(ctx context.Context, client *http.Client, n *node) (s
 
 // fetch does one request and returns the status and body.
 func fetch(client *http.Client, req *http.Request) (int, string, error) {
+	if api.auth != "" {
+		req.Header.Set("Authorization", api.auth)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -931,6 +999,7 @@ func newBencher(cfg *config, leaderHTTP string) *bencher {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second, // bounds a stalled request without a per-request context
 		DisableCompression:    true,
+		TLSClientConfig:       api.tls,
 	}
 	client := &http.Client{
 		Transport:     tr,
@@ -943,9 +1012,14 @@ func newBencher(cfg *config, leaderHTTP string) *bencher {
 	for i := range v {
 		v[i] = alnum[i%len(alnum)]
 	}
-	return &bencher{cfg: cfg, tr: tr, client: client, dialer: dialer,
-		base: url.URL{Scheme: "http", Host: leaderHTTP}, value: string(v),
+	b := &bencher{cfg: cfg, tr: tr, client: client, dialer: dialer,
+		base: url.URL{Scheme: strings.TrimSuffix(api.scheme, "://"), Host: leaderHTTP}, value: string(v),
 		noHeader: http.Header{}, jsonHeader: http.Header{"Content-Type": {"application/json"}}}
+	if api.auth != "" {
+		b.noHeader.Set("Authorization", api.auth)
+		b.jsonHeader.Set("Authorization", api.auth)
+	}
+	return b
 }
 
 // result is one workload's outcome, merged over its clients.
