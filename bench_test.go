@@ -119,8 +119,8 @@ type benchStore struct{}
 
 var benchGetValue = benchValue(0)
 
-func (benchStore) Set(string, string) (uint64, error) { return 1, nil }
-func (benchStore) Delete(string) (uint64, error)      { return 1, nil }
+func (benchStore) Set(string, string, time.Duration) (uint64, error) { return 1, nil }
+func (benchStore) Delete(string) (uint64, error)                     { return 1, nil }
 func (benchStore) Get(string, bool) (string, bool, error) {
 	return benchGetValue, true, nil
 }

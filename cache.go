@@ -2,8 +2,18 @@ package main
 
 import (
 	"maps"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 )
+
+// ttlKeyPrefix marks, inside the map (and so inside every snapshot's
+// state.bin), the record of a key's expiry deadline: "\x00ttl:<key>" holds
+// the deadline in Unix nanoseconds, in decimal. User keys may not start
+// with NUL, so records and keys cannot collide, and state.bin stays the
+// tutorial's flat JSON object. Records are neither keys nor bytes.
+const ttlKeyPrefix = "\x00ttl:"
 
 // cache is the key-value map every node holds: the tutorial's cacheManager.
 // It knows nothing of Raft. Readers (HTTP gets) take the read lock; the FSM is
@@ -25,8 +35,16 @@ type cache struct {
 	// overlay is non-nil while data is frozen: it holds every write since
 	// Freeze, and reads look in it first.
 	overlay map[string]overlayEntry
-	n       int    // number of keys while frozen; otherwise len(data)
 	gen     uint64 // bumped by Freeze and Replace; names the snapshot that owns data
+
+	// Derived from the contents, kept exact by every write and rebuilt by
+	// Replace: user keys, their bytes (key plus value), and the deadlines
+	// of the keys that expire (their records' values, parsed).
+	keys      int
+	bytes     int64
+	deadlines map[string]int64
+
+	now func() int64 // Unix nanoseconds; a field so tests can move time
 }
 
 // overlayEntry is a write made while the map is frozen: a value, or a
@@ -37,13 +55,21 @@ type overlayEntry struct {
 }
 
 func newCache() *cache {
-	return &cache{data: make(map[string]string)}
+	return &cache{data: make(map[string]string), deadlines: make(map[string]int64),
+		now: func() int64 { return time.Now().UnixNano() }}
 }
 
-// Get returns the value of key and whether it is present.
+// Get returns the value of key and whether it is present. A key past its
+// deadline by this node's clock is absent, though it stays in the map (and
+// counts) until the leader reaps it through the log.
 func (c *cache) Get(key string) (string, bool) {
 	c.mu.RLock()
 	v, ok := c.getLocked(key)
+	if ok && len(c.deadlines) > 0 {
+		if d, expiring := c.deadlines[key]; expiring && c.now() >= d {
+			v, ok = "", false
+		}
+	}
 	c.mu.RUnlock()
 	return v, ok
 }
@@ -56,14 +82,52 @@ func (c *cache) getLocked(key string) (string, bool) {
 	return v, ok
 }
 
-// Len returns the number of keys.
+// Len returns the number of keys (expired ones too, until reaped).
 func (c *cache) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if c.overlay != nil {
-		return c.n
+	return c.keys
+}
+
+// Bytes returns the length of every key plus its value, records excluded.
+func (c *cache) Bytes() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.bytes
+}
+
+// growth is how many bytes setting key to value would add: an overwrite is
+// charged by the difference, so it may be negative.
+func (c *cache) growth(key, value string) int64 {
+	c.mu.RLock()
+	old, had := c.getLocked(key)
+	c.mu.RUnlock()
+	if had {
+		return int64(len(value) - len(old))
 	}
-	return len(c.data)
+	return int64(len(key) + len(value))
+}
+
+// expiry is a key and the deadline it had when found expired.
+type expiry struct {
+	key      string
+	deadline int64
+}
+
+// Expired returns up to max keys whose deadline is at or before now.
+func (c *cache) Expired(now int64, max int) []expiry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []expiry
+	for k, d := range c.deadlines {
+		if d <= now {
+			out = append(out, expiry{k, d})
+			if len(out) == max {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // Set stores value under key.
@@ -89,30 +153,70 @@ func (c *cache) update(fn func(w cacheWriter)) {
 // update). It sends writes to the overlay while the map is frozen.
 type cacheWriter struct{ c *cache }
 
-// Set stores value under key.
-func (w cacheWriter) Set(key, value string) {
+// Set stores value under key, with no deadline (clearing an earlier one).
+func (w cacheWriter) Set(key, value string) { w.set(key, value, 0) }
+
+// SetExpiring stores value under key until deadline (Unix nanoseconds, as
+// recorded in the log entry by the leader: never this node's clock).
+func (w cacheWriter) SetExpiring(key, value string, deadline int64) { w.set(key, value, deadline) }
+
+func (w cacheWriter) set(key, value string, deadline int64) {
 	c := w.c
-	if c.overlay == nil {
-		c.data[key] = value
-		return
+	if old, had := c.getLocked(key); had {
+		c.bytes -= int64(len(key) + len(old))
+	} else {
+		c.keys++
 	}
-	if _, ok := c.getLocked(key); !ok {
-		c.n++
+	c.bytes += int64(len(key) + len(value))
+	c.put(key, value)
+	if deadline != 0 {
+		c.deadlines[key] = deadline
+		c.put(ttlKeyPrefix+key, strconv.FormatInt(deadline, 10))
+	} else if _, had := c.deadlines[key]; had {
+		delete(c.deadlines, key)
+		c.remove(ttlKeyPrefix + key)
 	}
-	c.overlay[key] = overlayEntry{value: value}
 }
 
 // Delete removes key; deleting an absent key is not an error.
 func (w cacheWriter) Delete(key string) {
 	c := w.c
+	old, had := c.getLocked(key)
+	if !had {
+		return
+	}
+	c.keys--
+	c.bytes -= int64(len(key) + len(old))
+	c.remove(key)
+	if _, expiring := c.deadlines[key]; expiring {
+		delete(c.deadlines, key)
+		c.remove(ttlKeyPrefix + key)
+	}
+}
+
+// Expire removes key if its deadline is still deadline: if it was set again
+// since the leader found it expired, it stays.
+func (w cacheWriter) Expire(key string, deadline int64) {
+	if d, ok := w.c.deadlines[key]; ok && d == deadline {
+		w.Delete(key)
+	}
+}
+
+// put and remove write to the live map, or to the overlay while frozen.
+func (c *cache) put(key, value string) {
+	if c.overlay == nil {
+		c.data[key] = value
+		return
+	}
+	c.overlay[key] = overlayEntry{value: value}
+}
+
+func (c *cache) remove(key string) {
 	if c.overlay == nil {
 		delete(c.data, key)
 		return
 	}
-	if _, ok := c.getLocked(key); ok {
-		c.n--
-		c.overlay[key] = overlayEntry{deleted: true}
-	}
+	c.overlay[key] = overlayEntry{deleted: true}
 }
 
 // Freeze returns the current contents for a snapshot, to be read without
@@ -131,8 +235,6 @@ func (c *cache) Freeze() (m map[string]string, gen uint64) {
 	defer c.mu.Unlock()
 	if c.overlay != nil {
 		c.data = c.mergedLocked()
-	} else {
-		c.n = len(c.data)
 	}
 	c.overlay = make(map[string]overlayEntry)
 	c.gen++
@@ -179,13 +281,36 @@ func applyOverlay(m map[string]string, overlay map[string]overlayEntry) {
 // Replace swaps the whole map, for snapshot restore, under the lock readers
 // take, so a reader sees either the old map or the new one. A snapshot
 // still streaming the old map keeps it; its Release will not touch m.
+//
+// The counts and deadlines are rebuilt from m, in one pass before the lock.
+// A deadline record whose value does not parse, or whose key is absent, is
+// dropped: every node reads the same bytes and drops it alike.
 func (c *cache) Replace(m map[string]string) {
 	if m == nil {
 		m = make(map[string]string)
+	}
+	keys, bytes, deadlines := 0, int64(0), make(map[string]int64)
+	var bad []string
+	for k, v := range m {
+		if rest, ok := strings.CutPrefix(k, ttlKeyPrefix); ok {
+			d, err := strconv.ParseInt(v, 10, 64)
+			if _, present := m[rest]; err != nil || !present {
+				bad = append(bad, k)
+				continue
+			}
+			deadlines[rest] = d
+			continue
+		}
+		keys++
+		bytes += int64(len(k) + len(v))
+	}
+	for _, k := range bad {
+		delete(m, k)
 	}
 	c.mu.Lock()
 	c.data = m
 	c.overlay = nil
 	c.gen++
+	c.keys, c.bytes, c.deadlines = keys, bytes, deadlines
 	c.mu.Unlock()
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -148,27 +149,53 @@ func TestCacheFreezeWhileFrozen(t *testing.T) {
 	}
 }
 
-// Random operations against a plain map: Get and Len always agree with it,
-// and a frozen map holds the state of its Freeze until its Release.
+// Random operations against a plain map that holds what the cache's map
+// should hold, deadline records included: Get, Len and Bytes always agree
+// with it, a frozen map holds the state of its Freeze until its Release, and
+// expiry follows the cache's clock.
 func TestCacheModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	c := newCache()
+	const now = int64(1_000_000)
+	c.now = func() int64 { return now }
 	model := map[string]string{}
 	type snap struct {
 		m, want map[string]string
 		gen     uint64
 	}
 	var snaps []snap
-	for i := 0; i < 5000; i++ {
+	deadline := func(k string) (int64, bool) {
+		d, err := strconv.ParseInt(model[ttlKeyPrefix+k], 10, 64)
+		return d, err == nil
+	}
+	for i := 0; i < 8000; i++ {
 		k := strconv.Itoa(rng.IntN(50))
 		switch r := rng.IntN(100); {
-		case r < 45:
+		case r < 30:
 			v := strconv.Itoa(i)
 			c.Set(k, v)
 			model[k] = v
+			delete(model, ttlKeyPrefix+k)
+		case r < 50:
+			v := strconv.Itoa(i)
+			d := now - 500 + rng.Int64N(1000) // half of them already expired
+			c.update(func(w cacheWriter) { w.SetExpiring(k, v, d) })
+			model[k] = v
+			model[ttlKeyPrefix+k] = strconv.FormatInt(d, 10)
+		case r < 60:
+			d, ok := deadline(k)
+			if !ok || rng.IntN(3) == 0 {
+				d = now + 1 // a stale reap: another deadline than the key's
+			}
+			c.update(func(w cacheWriter) { w.Expire(k, d) })
+			if md, ok := deadline(k); ok && md == d {
+				delete(model, k)
+				delete(model, ttlKeyPrefix+k)
+			}
 		case r < 85:
 			c.Delete(k)
 			delete(model, k)
+			delete(model, ttlKeyPrefix+k)
 		case r < 92:
 			m, gen := c.Freeze()
 			snaps = append(snaps, snap{m, maps.Clone(model), gen})
@@ -179,14 +206,29 @@ func TestCacheModel(t *testing.T) {
 				snaps = append(snaps[:j], snaps[j+1:]...)
 			}
 		default:
-			model = map[string]string{"r" + k: k}
+			// A restore: a snapshot's map, with a deadline record whose
+			// key is gone and one that does not parse (both dropped).
+			model = map[string]string{"r" + k: k, k: "x", ttlKeyPrefix + k: "999", ttlKeyPrefix + "gone": "1", ttlKeyPrefix + "r" + k: "soon"}
 			c.Replace(maps.Clone(model))
+			delete(model, ttlKeyPrefix+"gone")
+			delete(model, ttlKeyPrefix+"r"+k)
 		}
-		if n := c.Len(); n != len(model) {
-			t.Fatalf("step %d: Len %d, want %d", i, n, len(model))
+		keys, bytes := 0, int64(0)
+		for mk, mv := range model {
+			if !strings.HasPrefix(mk, ttlKeyPrefix) {
+				keys++
+				bytes += int64(len(mk) + len(mv))
+			}
 		}
-		if v, ok := c.Get(k); v != model[k] || ok != (model[k] != "") {
-			t.Fatalf("step %d: Get(%q) = %q %v, want %q", i, k, v, ok, model[k])
+		if n, b := c.Len(), c.Bytes(); n != keys || b != bytes {
+			t.Fatalf("step %d: Len %d Bytes %d, want %d %d", i, n, b, keys, bytes)
+		}
+		want, present := model[k]
+		if d, ok := deadline(k); ok && now >= d {
+			want, present = "", false
+		}
+		if v, ok := c.Get(k); v != want || ok != present {
+			t.Fatalf("step %d: Get(%q) = %q %v, want %q %v", i, k, v, ok, want, present)
 		}
 		for _, s := range snaps {
 			if !reflect.DeepEqual(s.m, s.want) {
@@ -194,7 +236,30 @@ func TestCacheModel(t *testing.T) {
 			}
 		}
 	}
-	checkCache(t, c, model)
+	if got := cacheContents(c); !reflect.DeepEqual(got, model) {
+		t.Fatalf("cache holds %v, want %v", got, model)
+	}
+	expired := c.Expired(now, 1000)
+	for _, e := range expired {
+		if d, ok := deadline(e.key); !ok || d != e.deadline || d > now {
+			t.Fatalf("Expired gave %+v; model deadline %d %v", e, d, ok)
+		}
+	}
+}
+
+// growth charges a new key its key and value, an overwrite the difference.
+func TestCacheGrowth(t *testing.T) {
+	c := newCache()
+	if g := c.growth("key", "12345"); g != 8 {
+		t.Fatalf("new key: %d", g)
+	}
+	c.Set("key", "12345")
+	if g := c.growth("key", "12"); g != -3 {
+		t.Fatalf("shrinking overwrite: %d", g)
+	}
+	if g := c.growth("key", "1234567"); g != 2 {
+		t.Fatalf("growing overwrite: %d", g)
+	}
 }
 
 // Readers, a batch writer (with an occasional Replace, as Restore does) and

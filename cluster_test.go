@@ -77,13 +77,7 @@ func TestStrongReadsDeleteAndHints(t *testing.T) {
 			return nil
 		})
 	}
-	for _, p := range c.nodes {
-		p.stop()
-	}
-	for _, p := range c.nodes {
-		p.restart()
-	}
-	c.waitConverged(60 * time.Second)
+	c.restartAll()
 	for _, p := range c.nodes {
 		waitValue(t, p, "a", "1")
 		waitValue(t, p, "c", "3")

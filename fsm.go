@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,8 @@ const (
 	opDelete     byte = 2 // key = user key
 	opSetPeer    byte = 3 // key = Raft address (server ID), value = its HTTP address
 	opDeletePeer byte = 4 // key = Raft address
+	opSetTTL     byte = 5 // key, value, deadline: a set that expires
+	opExpire     byte = 6 // key, deadline: the leader reaps a key found expired
 )
 
 // entryVersion is the first byte of every log entry we write. A log entry
@@ -38,6 +41,10 @@ type command struct {
 	op    byte
 	key   string
 	value string
+	// deadline (opSetTTL, opExpire) is in Unix nanoseconds by the leader's
+	// clock when it took the write: absolute, so replaying the log or a
+	// snapshot gives every node the same deadline, whatever its clock.
+	deadline int64
 }
 
 var errBadEntry = errors.New("malformed log entry")
@@ -50,9 +57,12 @@ func encodeCommands(dst []byte, cmds []command) []byte {
 		dst = append(dst, c.op)
 		dst = binary.AppendUvarint(dst, uint64(len(c.key)))
 		dst = append(dst, c.key...)
-		if c.op == opSet || c.op == opSetPeer {
+		if c.op == opSet || c.op == opSetPeer || c.op == opSetTTL {
 			dst = binary.AppendUvarint(dst, uint64(len(c.value)))
 			dst = append(dst, c.value...)
+		}
+		if c.op == opSetTTL || c.op == opExpire {
+			dst = binary.AppendUvarint(dst, uint64(c.deadline))
 		}
 	}
 	return dst
@@ -96,13 +106,21 @@ func decodeCommands(b []byte) ([]command, error) {
 			return nil, fmt.Errorf("%w: bad key", errBadEntry)
 		}
 		switch c.op {
-		case opSet, opSetPeer:
+		case opSet, opSetPeer, opSetTTL:
 			if c.value, ok = readString(); !ok {
 				return nil, fmt.Errorf("%w: bad value", errBadEntry)
 			}
-		case opDelete, opDeletePeer:
+		case opDelete, opDeletePeer, opExpire:
 		default:
 			return nil, fmt.Errorf("%w: unknown operation %d", errBadEntry, c.op)
+		}
+		if c.op == opSetTTL || c.op == opExpire {
+			d, k := uvarint(b)
+			if k <= 0 || d == 0 || d > math.MaxInt64 {
+				return nil, fmt.Errorf("%w: bad deadline", errBadEntry)
+			}
+			c.deadline = int64(d)
+			b = b[k:]
 		}
 		cmds = append(cmds, c)
 	}
@@ -168,8 +186,12 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 			switch c.op {
 			case opSet:
 				w.Set(c.key, c.value)
+			case opSetTTL:
+				w.SetExpiring(c.key, c.value, c.deadline)
 			case opDelete:
 				w.Delete(c.key)
+			case opExpire:
+				w.Expire(c.key, c.deadline)
 			}
 		}
 	})
@@ -214,7 +236,7 @@ func (f *fsm) copyPeers() map[string]string {
 // the map; the peers, a few entries, are copied.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	data, gen := f.cache.Freeze()
-	return &fsmSnapshot{data: data, peers: f.copyPeers(), release: func() { f.cache.Release(gen) },
+	return &fsmSnapshot{data: data, peers: f.copyPeers(), keys: f.cache.Len(), release: func() { f.cache.Release(gen) },
 		persisted: func(keys int, took time.Duration) { f.lastPersist.Store(&persistInfo{keys, took}) }}, nil
 }
 
@@ -229,8 +251,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.peersMu.Lock()
 	f.peers = peers
 	f.peersMu.Unlock()
-	f.restoredLen.Store(int64(len(data)))
+	f.restoredLen.Store(int64(f.cache.Len()))
 	f.restores.Add(1)
-	f.log.Info("restored snapshot", "keys", len(data))
+	f.log.Info("restored snapshot", "keys", f.cache.Len())
 	return nil
 }

@@ -67,6 +67,7 @@ func TestCommandEncoding(t *testing.T) {
 
 func FuzzDecodeCommands(f *testing.F) {
 	f.Add(encodeCommands(nil, []command{{op: opSet, key: "k", value: "v"}, {op: opDelete, key: "k"}}))
+	f.Add(encodeCommands(nil, []command{{op: opSetTTL, key: "k", value: "v", deadline: 1 << 62}, {op: opExpire, key: "k", deadline: 1 << 62}}))
 	f.Add([]byte{entryVersion, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -284,7 +284,16 @@ type reply struct {
 // call does GET http://addr+path and returns the reply, or an error if the
 // node could not be reached.
 func call(addr, path string) (reply, error) {
-	resp, err := httpClient.Get("http://" + addr + path)
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return reply{}, err
+	}
+	return exchange(httpClient, req)
+}
+
+// exchange sends req with client and reads the whole reply.
+func exchange(client *http.Client, req *http.Request) (reply, error) {
+	resp, err := client.Do(req)
 	if err != nil {
 		return reply{}, err
 	}
@@ -308,16 +317,7 @@ func (p *proc) call(path string) (reply, error) {
 	if p.secure.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.secure.token)
 	}
-	resp, err := p.secure.client.Do(req)
-	if err != nil {
-		return reply{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, err
-	}
-	return reply{code: resp.StatusCode, body: string(b), header: resp.Header}, nil
+	return exchange(p.secure.client, req)
 }
 
 func (p *proc) get(path string) reply {
@@ -431,6 +431,19 @@ func (c *cluster) waitConverged(timeout time.Duration) {
 		}
 		return nil
 	})
+}
+
+// restartAll stops every node (SIGTERM, clean exit), starts them all again
+// from their data dirs, and waits until they agree on a leader.
+func (c *cluster) restartAll() {
+	c.t.Helper()
+	for _, p := range c.nodes {
+		p.stop()
+	}
+	for _, p := range c.nodes {
+		p.restart()
+	}
+	c.waitConverged(60 * time.Second)
 }
 
 // leader returns the running node that reports itself Leader and writable.

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,6 +24,9 @@ const (
 	maxValueBytes = 1 << 20
 	// A form body may percent-encode every byte (three bytes each).
 	maxFormBody = 3*(maxKeyBytes+maxValueBytes) + 4096
+	// minTTL: shorter deadlines would expire before the write is applied
+	// on the followers, and clocks are not that close.
+	minTTL = time.Second
 )
 
 // store is what the HTTP layer needs of a node. It knows nothing of Raft:
@@ -31,7 +35,7 @@ const (
 // executed). Writes return the index of the log entry that carried them
 // (0: nothing was written).
 type store interface {
-	Set(key, value string) (index uint64, err error)
+	Set(key, value string, ttl time.Duration) (index uint64, err error)
 	Delete(key string) (index uint64, err error)
 	Get(key string, strong bool) (value string, found bool, err error)
 	Join(raftAddr, httpAddr string, fresh bool) (index uint64, err error)
@@ -213,7 +217,16 @@ func (a *api) set(w http.ResponseWriter, r *http.Request, p url.Values) {
 		text(w, http.StatusRequestEntityTooLarge, "value too large\n")
 		return
 	}
-	index, err := a.store.Set(k, v)
+	var ttl time.Duration
+	if s := p.Get("ttl"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < minTTL {
+			text(w, http.StatusBadRequest, "param error\n")
+			return
+		}
+		ttl = d
+	}
+	index, err := a.store.Set(k, v, ttl)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -346,6 +359,8 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, errNotMember):
 		text(w, http.StatusServiceUnavailable, "not a member\n")
+	case errors.Is(err, errCacheFull):
+		text(w, http.StatusInsufficientStorage, "cache full\n")
 	case errors.As(err, &conf):
 		text(w, http.StatusConflict, conf.msg+"\n")
 	case errors.As(err, &ref) && ref.LeaderHTTP != "":

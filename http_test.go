@@ -142,7 +142,7 @@ type memStore struct {
 	m  map[string]string
 }
 
-func (s *memStore) Set(k, v string) (uint64, error) {
+func (s *memStore) Set(k, v string, _ time.Duration) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[k] = v
@@ -176,6 +176,8 @@ func FuzzHTTPRequest(f *testing.F) {
 	f.Add("GET", "/leave", "peerAddress=%zz", "", "Bearer")
 	f.Add("POST", "/delete", "key=%00", "key=x&key=y", "Bearer  "+token+" ")
 	f.Add("OPTIONS", "/set", "", "", "")
+	f.Add("GET", "/set", "key=a&value=b&ttl=1s", "", "")
+	f.Add("POST", "/set", "ttl=90m", "key=a&value=b&ttl=-1h", "")
 	open := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger(), security{})
 	guarded := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger(), security{token: token, https: true})
 	f.Fuzz(func(t *testing.T, method, path, query, body, auth string) {

@@ -35,6 +35,7 @@ type options struct {
 	logLevel          string
 	tokenFile         string
 	tls               tlsFiles
+	maxMemory         int64
 }
 
 func main() {
@@ -57,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 20*time.Second, "how often Raft checks whether to take a snapshot")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 2, "log entries since the last snapshot that make a snapshot due")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
+	maxMemory := fs.String("max-memory", "1GiB", "most bytes of keys plus values the map may hold (KiB, MiB, GiB or plain bytes; 0: no limit); the leader refuses writes past it with 507")
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join and /leave then need \"Authorization: Bearer <token>\", and -join sends it")
 	fs.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate of this node (with -tls-key and -tls-ca): Raft over mutual TLS, the API over HTTPS")
 	fs.StringVar(&o.tls.key, "tls-key", "", "PEM private key of -tls-cert")
@@ -69,7 +71,7 @@ Start a cluster (as in the tutorial):
   stcached -node node2 -http 127.0.0.1:6001 -raft 127.0.0.1:7001 -join 127.0.0.1:6000
   stcached -node node3 -http 127.0.0.1:6002 -raft 127.0.0.1:7002 -join 127.0.0.1:6000
 
-API: /set?key=K&value=V  /get?key=K[&consistency=strong]  /delete?key=K
+API: /set?key=K&value=V[&ttl=30s]  /get?key=K[&consistency=strong]  /delete?key=K
      /join?peerAddress=R[&httpAddress=H]  /leave?peerAddress=R  /status
      /events (Server-Sent Events)  /ui (the live view: open http://127.0.0.1:6000/)
 
@@ -105,6 +107,9 @@ Flags:
 		return nil, fmt.Errorf("-log-level %q: want trace, debug, info, warn or error", o.logLevel)
 	}
 	var err error
+	if o.maxMemory, err = parseBytes(*maxMemory); err != nil {
+		return nil, fmt.Errorf("-max-memory %w", err)
+	}
 	if o.httpAdvertise, err = advertised("-http", o.httpAddr, o.httpAdvertise); err != nil {
 		return nil, err
 	}
@@ -210,6 +215,7 @@ func serve(o *options, log hclog.Logger) error {
 		Bootstrap:         o.bootstrap,
 		Joining:           o.join != "",
 		TLS:               tlsConf,
+		MaxMemory:         o.maxMemory,
 		SnapshotInterval:  o.snapshotInterval,
 		SnapshotThreshold: o.snapshotThreshold,
 		Logger:            log,

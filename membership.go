@@ -53,6 +53,18 @@ func (n *node) configuration() ([]raft.Server, error) {
 	return cf.Configuration().Servers, nil
 }
 
+// leaderConfiguration is the configuration a membership change starts
+// from, or why this node may not change it: not a member, or not the leader.
+func (n *node) leaderConfiguration() ([]raft.Server, error) {
+	if n.removed.Load() {
+		return nil, errNotMember
+	}
+	if !n.writable.Load() {
+		return nil, n.refuse()
+	}
+	return n.configuration()
+}
+
 // Join adds raftAddr as a voter and records its HTTP address. It returns the
 // index of the last log entry it wrote (0: nothing to write).
 //
@@ -63,13 +75,7 @@ func (n *node) configuration() ([]raft.Server, error) {
 // the leader removes it (and does only that: the node then opens its Raft
 // port and joins again, plainly). Removing this leader itself is refused.
 func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
-	if n.removed.Load() {
-		return 0, errNotMember
-	}
-	if !n.writable.Load() {
-		return 0, n.refuse()
-	}
-	servers, err := n.configuration()
+	servers, err := n.leaderConfiguration()
 	if err != nil {
 		return 0, err
 	}
@@ -126,13 +132,7 @@ func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
 // (ShutdownOnRemove): it answers this request and then only /status, while
 // the others elect a new leader after an election timeout.
 func (n *node) Leave(raftAddr string) (uint64, error) {
-	if n.removed.Load() {
-		return 0, errNotMember
-	}
-	if !n.writable.Load() {
-		return 0, n.refuse()
-	}
-	servers, err := n.configuration()
+	servers, err := n.leaderConfiguration()
 	if err != nil {
 		return 0, err
 	}

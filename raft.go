@@ -31,6 +31,7 @@ type nodeConfig struct {
 	Bootstrap         bool
 	Joining           bool      // started with -join
 	TLS               *tlsSetup // nil: plain TCP and HTTP
+	MaxMemory         int64     // bytes of keys and values the leader admits; 0: no limit
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	Logger            hclog.Logger
@@ -54,6 +55,10 @@ type node struct {
 	// writable is the tutorial's write-permission flag, driven by NotifyCh.
 	writable atomic.Bool
 
+	// inFlight is the growth of the map that admitted writes not yet
+	// answered will bring, counted against MaxMemory (bounds.go).
+	inFlight atomic.Int64
+
 	// readyTerm is the term in which this node, as leader, has committed and
 	// applied a barrier of its own: from then on its map holds every entry
 	// committed by earlier leaders, so strong reads may be served.
@@ -75,6 +80,7 @@ type node struct {
 	watcherDone chan struct{}
 	membersDone chan struct{}
 	eventsDone  chan struct{}
+	reaperDone  chan struct{}
 	shutdown    sync.Once
 }
 
@@ -110,6 +116,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		watcherDone: make(chan struct{}),
 		membersDone: make(chan struct{}),
 		eventsDone:  make(chan struct{}),
+		reaperDone:  make(chan struct{}),
 		events:      newHub(cfg.RaftAdvertise),
 	}
 	n.fsm = newFSM(n.cache, log.Named("fsm"))
@@ -207,6 +214,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	go n.watchLeadership(notify)
 	go n.watchMembership()
 	go n.watchEvents(n.events)
+	go n.reapExpired()
 	return n, nil
 }
 
@@ -386,6 +394,11 @@ func (n *node) write(cmd command) (uint64, error) {
 	if !n.writable.Load() {
 		return 0, n.refuse()
 	}
+	release, err := n.reserve(cmd)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	index, err := n.commits.submit(cmd)
 	switch {
 	case err == nil:
@@ -404,9 +417,14 @@ func notExecuted(err error) bool {
 }
 
 // Set stores value under key on every node; it returns the index of the log
-// entry that carried the write.
-func (n *node) Set(key, value string) (uint64, error) {
-	return n.write(command{op: opSet, key: key, value: value})
+// entry that carried the write. A ttl > 0 makes the key expire that long
+// from now by this leader's clock; the deadline goes into the log entry.
+func (n *node) Set(key, value string, ttl time.Duration) (uint64, error) {
+	cmd := command{op: opSet, key: key, value: value}
+	if ttl > 0 {
+		cmd.op, cmd.deadline = opSetTTL, deadlineAfter(ttl)
+	}
+	return n.write(cmd)
 }
 
 // Delete removes key on every node, like Set.
@@ -483,6 +501,7 @@ type status struct {
 	Servers           []server `json:"servers"`
 	Writable          bool     `json:"writable"`
 	Keys              int      `json:"keys"`
+	Bytes             int64    `json:"bytes"`  // keys plus values held now
 	Member            bool     `json:"member"` // false once this node was removed
 }
 
@@ -510,6 +529,7 @@ func (n *node) Status() status {
 		Servers:      []server{},
 		Writable:     n.writable.Load(),
 		Keys:         n.cache.Len(),
+		Bytes:        n.cache.Bytes(),
 		Member:       !n.removed.Load(),
 	}
 	var snapIdx uint64
@@ -564,6 +584,7 @@ func (n *node) Shutdown() error {
 		<-n.watcherDone
 		<-n.membersDone
 		<-n.eventsDone
+		<-n.reaperDone
 		if err := n.logStore.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close log store: %w", err))
 		}

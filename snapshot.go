@@ -22,8 +22,9 @@ import (
 // without a lock. hashicorp/raft calls Release once after Persist returns (or
 // instead of it, if the snapshot is abandoned), never during it.
 type fsmSnapshot struct {
-	data    map[string]string
+	data    map[string]string // user keys and their deadline records
 	peers   map[string]string
+	keys    int // user keys in data
 	release func()
 	// persisted, if set, hears of each snapshot written: how many keys and
 	// how long it took (for the live view).
@@ -43,7 +44,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		return err
 	}
 	if s.persisted != nil {
-		s.persisted(len(s.data), time.Since(start))
+		s.persisted(s.keys, time.Since(start))
 	}
 	return nil
 }

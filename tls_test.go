@@ -93,14 +93,11 @@ func withAuth(t *testing.T, p *proc, path, auth string) reply {
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := p.secure.client.Do(req)
+	r, err := exchange(p.secure.client, req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", p.name, path, err)
 	}
-	defer resp.Body.Close()
-	b := make([]byte, 4096)
-	n, _ := resp.Body.Read(b)
-	return reply{code: resp.StatusCode, body: string(b[:n]), header: resp.Header}
+	return r
 }
 
 // The tutorial's section 4 with a token and TLS everywhere: writes, a

@@ -139,6 +139,8 @@ func TestStartupErrors(t *testing.T) {
 		{"unknown flag", func(p *proc) []string { return []string{"-nope"} }, 2, "flag provided but not defined"},
 		{"bootstrap and join", func(p *proc) []string { return p.args("-bootstrap", "-join", "127.0.0.1:1") }, 2, "exclude each other"},
 		{"bad http address", func(p *proc) []string { return []string{"-http", "nohost", "-dir", p.dir} }, 2, "-http \"nohost\""},
+		{"bad max-memory", func(p *proc) []string { return p.args("-max-memory", "1TB") }, 2, "-max-memory \"1TB\""},
+		{"negative max-memory", func(p *proc) []string { return p.args("-max-memory", "-1") }, 2, "-max-memory \"-1\""},
 		{"0.0.0.0 raft without advertise", func(p *proc) []string {
 			return []string{"-dir", p.dir, "-http", p.http, "-raft", "0.0.0.0:0"}
 		}, 2, "-raft-advertise"},

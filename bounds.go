@@ -1,0 +1,124 @@
+package main
+
+// Bounded memory and expiry. Every node holds the whole map, so a client
+// writing without end would exhaust every replica at the same moment. The
+// leader refuses a write that would pass -max-memory before it reaches the
+// log (so no follower can be pushed past it either), and reaps expired keys
+// through the log (so every node frees the same memory, and snapshots lose
+// them alike).
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// errCacheFull: the write would take the map past -max-memory. Not
+// executed (507).
+var errCacheFull = errors.New("cache full")
+
+// reapEvery is how often the leader looks for expired keys; a key is gone
+// from every node's map within about this plus a commit after its deadline
+// (and reads as absent from the deadline on).
+const reapEvery = 500 * time.Millisecond
+
+// reserve makes room for cmd among the writes queued and in flight, or
+// refuses it with errCacheFull. Only sets that grow the map count; deletes
+// are always accepted. release must run once the write is answered: by then
+// the map itself holds the bytes (briefly, both count: a refusal errs on the
+// safe side).
+func (n *node) reserve(cmd command) (release func(), err error) {
+	max := n.cfg.MaxMemory
+	if max <= 0 || (cmd.op != opSet && cmd.op != opSetTTL) {
+		return func() {}, nil
+	}
+	grow := n.cache.growth(cmd.key, cmd.value)
+	if grow <= 0 {
+		return func() {}, nil
+	}
+	for {
+		held := n.inFlight.Load()
+		if n.cache.Bytes()+held+grow > max {
+			return nil, errCacheFull
+		}
+		if n.inFlight.CompareAndSwap(held, held+grow) {
+			return func() { n.inFlight.Add(-grow) }, nil
+		}
+	}
+}
+
+// deadlineAfter is now plus ttl by this node's clock (the leader's, since
+// only a leader takes writes), in Unix nanoseconds, the form the log entry
+// carries. Past what int64 nanoseconds can say (year 2262), it saturates:
+// such a key never expires in practice.
+func deadlineAfter(ttl time.Duration) int64 {
+	now := time.Now().UnixNano()
+	if ttl > time.Duration(math.MaxInt64-now) {
+		return math.MaxInt64
+	}
+	return now + int64(ttl)
+}
+
+// reapExpired runs for the node's life; while this node is a writable
+// leader, it deletes expired keys through the log, at most maxBatchOps per
+// entry. An opExpire names the deadline it found, so a key written again
+// meanwhile survives it.
+func (n *node) reapExpired() {
+	defer close(n.reaperDone)
+	t := time.NewTicker(reapEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-n.stopWatch:
+			return
+		}
+		for n.writable.Load() && !n.removed.Load() {
+			found := n.cache.Expired(time.Now().UnixNano(), maxBatchOps)
+			if len(found) == 0 {
+				break
+			}
+			cmds := make([]command, len(found))
+			for i, e := range found {
+				cmds[i] = command{op: opExpire, key: e.key, deadline: e.deadline}
+			}
+			timer := time.NewTimer(applyTimeout)
+			err := n.waitFuture(n.raft.Apply(encodeCommands(nil, cmds), applyTimeout), timer.C)
+			timer.Stop()
+			if err != nil {
+				if !notExecuted(err) && !errors.Is(err, raft.ErrLeadershipLost) && !errors.Is(err, errCommitterClosed) {
+					n.log.Warn("reaping expired keys failed; will retry", "keys", len(cmds), "error", err)
+				}
+				break
+			}
+			if len(found) < maxBatchOps {
+				break
+			}
+		}
+	}
+}
+
+// parseBytes reads -max-memory: plain bytes, or a number with KiB, MiB or
+// GiB (powers of 1024; KB, MB, GB are taken as the same). 0 is no limit.
+func parseBytes(s string) (int64, error) {
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: want bytes, or a number with KiB, MiB or GiB (0: no limit)", s)
+	}
+	return v * mult, nil
+}
