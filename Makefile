@@ -30,6 +30,7 @@ gotest:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommands$$' -fuzztime 20000x -timeout 5m .
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPRequest$$' -fuzztime 5000x -timeout 5m .
 	$(GO) test -run '^$$' -fuzz '^FuzzReadSnapshot$$' -fuzztime 5000x -timeout 5m .
+	$(GO) test -run '^$$' -fuzz '^FuzzGetParams$$' -fuzztime 20000x -timeout 5m .
 
 # The tutorial's demo: node1 bootstraps on 6000/7000, node2 and node3 join it
 # on 6001/7001 and 6002/7002 (they retry until node1 leads). Logs and data go

@@ -16,7 +16,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
-	"runtime/metrics"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -141,13 +141,26 @@ func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 
 // BenchmarkHTTPHandler runs the handler alone (no sockets, no net/http
 // server): what our own code allocates per request.
+// The "+metrics" cases add what /metrics costs each request (routes:
+// counting and timing).
 func BenchmarkHTTPHandler(b *testing.B) {
-	h := newHandler(benchStore{}, newHub("bench"), hclog.NewNullLogger(), security{})
-	for _, tc := range []struct{ name, query string }{
-		{"set", "/set?key=k123&value=" + benchValue(123)},
-		{"get", "/get?key=k123"},
-		{"strong", "/get?key=k123&consistency=strong"},
+	plain := newHandler(benchStore{}, newHub("bench"), hclog.NewNullLogger(), security{})
+	met, err := newMetrics()
+	if err != nil {
+		b.Fatal(err)
+	}
+	measured := routes(plain, met, false)
+	for _, tc := range []struct {
+		name, query string
+		h           http.Handler
+	}{
+		{"set", "/set?key=k123&value=" + benchValue(123), plain},
+		{"get", "/get?key=k123", plain},
+		{"strong", "/get?key=k123&consistency=strong", plain},
+		{"set+metrics", "/set?key=k123&value=" + benchValue(123), measured},
+		{"get+metrics", "/get?key=k123", measured},
 	} {
+		h := tc.h
 		b.Run(tc.name, func(b *testing.B) {
 			u, err := url.Parse(tc.query)
 			if err != nil {
@@ -331,9 +344,9 @@ func BenchmarkSnapshotRestore(b *testing.B) {
 // reads do not stop the world, unlike runtime.ReadMemStats.
 func sampleHeap(peak *uint64) (stop func()) {
 	runtime.GC()
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	read := func() uint64 {
-		metrics.Read(sample)
+		rtmetrics.Read(sample)
 		return sample[0].Value.Uint64()
 	}
 	base := read()

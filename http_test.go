@@ -221,3 +221,22 @@ func FuzzHTTPRequest(f *testing.F) {
 		}
 	})
 }
+
+// getParams is url.ParseQuery plus Values.Get for /get's two parameters,
+// without the map: same verdict, same values, for any query.
+func FuzzGetParams(f *testing.F) {
+	for _, q := range []string{"", "key=a", "key=a&key=b", "k%65y=x&consistency=strong", "key=%zz", "a;b=c&key=1",
+		"&&key=+x+&consistency=&consistency=strong", "key", "=v&key=%41%42", "key=a%", strings.Repeat("&", 10001)} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		key, cons, ok := getParams(raw)
+		v, err := url.ParseQuery(raw)
+		if ok != (err == nil) {
+			t.Fatalf("%q: getParams ok=%v, ParseQuery err=%v", raw, ok, err)
+		}
+		if ok && (key != v.Get("key") || cons != v.Get("consistency")) {
+			t.Fatalf("%q: getParams (%q, %q), ParseQuery (%q, %q)", raw, key, cons, v.Get("key"), v.Get("consistency"))
+		}
+	})
+}

@@ -11,8 +11,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +38,7 @@ type options struct {
 	tokenFile         string
 	tls               tlsFiles
 	maxMemory         int64
+	pprof             bool
 }
 
 func main() {
@@ -59,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 2, "log entries since the last snapshot that make a snapshot due")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	maxMemory := fs.String("max-memory", "1GiB", "most bytes of keys plus values the map may hold (KiB, MiB, GiB or plain bytes; 0: no limit); the leader refuses writes past it with 507")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/")
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join and /leave then need \"Authorization: Bearer <token>\", and -join sends it")
 	fs.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate of this node (with -tls-key and -tls-ca): Raft over mutual TLS, the API over HTTPS")
 	fs.StringVar(&o.tls.key, "tls-key", "", "PEM private key of -tls-cert")
@@ -206,6 +210,13 @@ func serve(o *options, log hclog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen for http on %s: %w", o.httpAddr, err)
 	}
+	// Before the node: raft and its stores report through go-metrics from
+	// their first moment.
+	met, err := newMetrics()
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("metrics: %w", err)
+	}
 	n, err := openNode(nodeConfig{
 		Name:              o.node,
 		Dir:               o.dir,
@@ -216,6 +227,7 @@ func serve(o *options, log hclog.Logger) error {
 		Joining:           o.join != "",
 		TLS:               tlsConf,
 		MaxMemory:         o.maxMemory,
+		OnBatch:           met.observeBatch,
 		SnapshotInterval:  o.snapshotInterval,
 		SnapshotThreshold: o.snapshotThreshold,
 		Logger:            log,
@@ -224,9 +236,10 @@ func serve(o *options, log hclog.Logger) error {
 		ln.Close()
 		return err
 	}
+	met.watchCache(n.cache.Bytes, n.cache.Len)
 	hlog := log.Named("http")
 	srv := &http.Server{
-		Handler:           newHandler(n, n.Events(), hlog, security{https: tlsConf != nil, token: token}),
+		Handler:           routes(newHandler(n, n.Events(), hlog, security{https: tlsConf != nil, token: token}), met, o.pprof),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          hlog.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
@@ -329,4 +342,38 @@ func countSet(ss ...string) int {
 		}
 	}
 	return n
+}
+
+// routes puts /metrics (and /debug/pprof/ when asked) beside the API, and
+// counts and times every request. A switch rather than a second ServeMux:
+// every request passes here, and a mux's matching costs allocations.
+func routes(api http.Handler, met *metrics, withPprof bool) http.Handler {
+	metricsH := met.handler()
+	return met.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == "/metrics":
+			metricsH.ServeHTTP(w, r)
+		case withPprof && strings.HasPrefix(p, "/debug/pprof/"):
+			servePprof(w, r)
+		default:
+			api.ServeHTTP(w, r)
+		}
+	}))
+}
+
+// servePprof is net/http/pprof's handlers, as its init would have
+// registered them on the default mux (which we do not serve).
+func servePprof(w http.ResponseWriter, r *http.Request) {
+	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r)
+	}
 }

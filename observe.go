@@ -2,8 +2,8 @@ package main
 
 // What this node's Raft does, turned into events for the hub (events.go):
 // hashicorp/raft's observer reports elections, votes and heartbeats as they
-// happen; a poller, ten times a second and only while someone watches,
-// reports what the observer does not: log indices, snapshots, restores,
+// happen; a poller, ten times a second, reports to whoever watches what the
+// observer does not: log indices, snapshots, restores,
 // membership and the leader's HTTP address.
 
 import (
@@ -50,7 +50,7 @@ type watcher struct {
 	h       *hub
 	failing map[raft.ServerID]bool // followers whose heartbeats fail
 
-	primed     bool // last holds a real reading
+	primed     bool // last holds a reading (not the zero value)
 	last       progress
 	leader     string
 	leaderHTTP string
@@ -107,15 +107,12 @@ func rfc3339(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
-// poll reports what changed since the last look. While nobody watches it
-// only keeps its readings fresh, so a new subscriber (who gets the whole
-// status first) is not sent stale news.
+// poll reports what changed since the last look. It looks even while
+// nobody watches (ten cheap reads a second), so that its last reading is
+// always the previous one: a subscriber gets its status when it connects,
+// and every change after that, even one that lands before the next look.
 func (w *watcher) poll() {
 	n := w.n
-	watching := w.h.count() > 0
-	if !watching && !w.primed {
-		return
-	}
 	stats := n.raft.Stats()
 	p := progress{
 		lastLog: n.raft.LastIndex(), commit: n.raft.CommitIndex(), applied: n.raft.AppliedIndex(),
@@ -125,8 +122,7 @@ func (w *watcher) poll() {
 	restores := n.fsm.restores.Load()
 	persist := n.fsm.lastPersist.Load()
 	leaderHTTP := n.fsm.peerHTTP(w.leader)
-	report := w.primed && watching
-	if report {
+	if w.primed && w.h.count() > 0 {
 		if p != w.last {
 			w.h.publish("progress", map[string]any{
 				"last_log_index": p.lastLog, "commit_index": p.commit, "applied_index": p.applied,
@@ -157,7 +153,7 @@ func (w *watcher) poll() {
 		w.persist = persist
 	}
 	w.last, w.servers, w.restores, w.leaderHTTP = p, servers, restores, leaderHTTP
-	w.primed = watching
+	w.primed = true
 }
 
 func parseUint(s string) uint64 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ type nodeConfig struct {
 	Joining           bool      // started with -join
 	TLS               *tlsSetup // nil: plain TCP and HTTP
 	MaxMemory         int64     // bytes of keys and values the leader admits; 0: no limit
+	OnBatch           func(int) // hears the writes per Raft entry (metrics), or nil
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	Logger            hclog.Logger
@@ -81,6 +83,7 @@ type node struct {
 	membersDone chan struct{}
 	eventsDone  chan struct{}
 	reaperDone  chan struct{}
+	stopStats   context.CancelFunc // ends raft-boltdb's metrics loops
 	shutdown    sync.Once
 }
 
@@ -149,6 +152,13 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	if n.stable, err = openBolt("raft-stable.bolt"); err != nil {
 		return nil, err
 	}
+	// raft-boltdb reports its gauges (free pages, transactions) only while
+	// RunMetrics runs.
+	statsCtx, stopStats := context.WithCancel(context.Background())
+	n.stopStats = stopStats
+	closers = append(closers, closerFunc(func() error { stopStats(); return nil }))
+	go n.logStore.RunMetrics(statsCtx, 0)
+	go n.stable.RunMetrics(statsCtx, 0)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 1, log.Named("snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store in %s: %w", cfg.Dir, err)
@@ -159,6 +169,9 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	rc.Logger = log.Named("raft")
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	// Per-peer metrics as labels only: the legacy form also puts each
+	// peer's address into a metric name (one family per peer on /metrics).
+	rc.NoLegacyTelemetry = true
 	// Buffered, as the tutorial explains (section 3.9): raft drops nothing
 	// on it as long as the watcher keeps reading.
 	notify := make(chan bool, 16)
@@ -210,6 +223,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	n.log.Info("node started", "id", rc.LocalID, "dir", cfg.Dir, "existing_state", hasState)
 
 	n.commits = newCommitter(n.applyEntry)
+	n.commits.onBatch = cfg.OnBatch
 	n.reads = &verifier{verify: func() error { return n.raft.VerifyLeader().Error() }}
 	go n.watchLeadership(notify)
 	go n.watchMembership()
@@ -585,6 +599,7 @@ func (n *node) Shutdown() error {
 		<-n.membersDone
 		<-n.eventsDone
 		<-n.reaperDone
+		n.stopStats()
 		if err := n.logStore.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close log store: %w", err))
 		}

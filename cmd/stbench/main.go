@@ -105,6 +105,8 @@ type config struct {
 	keep       bool
 	tmp        string
 	raw        bool
+	wrk        bool   // -client wrk: stale gets by wrk, plus the bare reference
+	serveBare  string // hidden: be the bare reference server on this address
 	scale      bool
 	target     string // targetStcache, targetTutorial or targetHraftd
 	certs      string // -certs: run the nodes with TLS from this dir (make certs)
@@ -147,6 +149,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "stbench: %v\n", err)
 		os.Exit(2)
 	}
+	if cfg.serveBare != "" {
+		fmt.Fprintln(os.Stderr, serveBare(cfg.serveBare))
+		os.Exit(1)
+	}
 	// SIGINT and SIGTERM cancel the run; the deferred cleanup in run then
 	// stops the nodes. The nodes get their own process group, so a Ctrl-C
 	// in the terminal reaches only us and we stop them in our own order.
@@ -175,11 +181,12 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.valueSize, "value-size", 100, "value size in bytes")
 	wl := fs.String("workloads", defaultWorkloads, "comma-separated workloads to run, in order: <set|get|strong|mix><clients>")
 	fs.IntVar(&cfg.preloadCon, "preload-clients", 64, "concurrent clients for the preload")
-	clientKind := fs.String("client", "nethttp", "HTTP client: nethttp (net/http, a shared Transport) or raw (one connection per client, written and read by its own goroutine: far less load-generator CPU)")
+	clientKind := fs.String("client", "nethttp", "HTTP client: nethttp (net/http, a shared Transport), raw (one connection per client, written and read by its own goroutine: far less load-generator CPU), or wrk (stale gets only, by the C load generator wrk, followed by the same load on a bare net/http handler for reference)")
 	fs.StringVar(&cfg.tmp, "tmp", "", "directory for the nodes' temporary data dirs (default: the system's temp dir); it decides which disk fsyncs")
 	fs.BoolVar(&cfg.scale, "scale", false, "after the workloads, report the leader's last snapshot (time, state.bin size) and restart a follower, timing until it serves again (stcache only; use with a large -keys)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (node data and logs) and print its path")
 	fs.StringVar(&cfg.certs, "certs", "", "run the nodes with mutual TLS and HTTPS, from this directory made by make certs (127.0.0.1.pem, 127.0.0.1-key.pem, ca.pem); stcache only")
+	fs.StringVar(&cfg.serveBare, "serve-bare", "", "(internal) serve the bare reference handler on this address")
 	fs.StringVar(&cfg.tokenFile, "token-file", "", "run the nodes with this -token-file, and send its token; stcache only")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `stbench: start a fresh local 3-node stcache cluster and measure it.
@@ -240,6 +247,14 @@ Flags:
 			return nil, errors.New("-client raw does not speak TLS: use -client nethttp with -certs")
 		}
 		cfg.raw = true
+	case "wrk":
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return nil, errors.New("-client wrk needs wrk on PATH (Debian: apt-get install -y wrk)")
+		}
+		if cfg.certs != "" || cfg.tokenFile != "" {
+			return nil, errors.New("-client wrk runs plain HTTP: drop -certs and -token-file")
+		}
+		cfg.wrk = true
 	default:
 		return nil, fmt.Errorf("-client %q: want nethttp or raw", *clientKind)
 	}
@@ -247,6 +262,9 @@ Flags:
 		w, err := parseWorkload(strings.TrimSpace(name))
 		if err != nil {
 			return nil, err
+		}
+		if cfg.wrk && (w.kind != "get" || w.stuck > 0) {
+			return nil, fmt.Errorf("-client wrk runs stale get workloads only, not %s (use -client raw for the others)", w.name)
 		}
 		cfg.workloads = append(cfg.workloads, w)
 	}
@@ -311,6 +329,20 @@ func secureAPI(cfg *config) ([]string, error) {
 		flags = append(flags, "-token-file", abs)
 	}
 	return flags, nil
+}
+
+// wrkRow is a get workload wrk ran, for the bare reference that follows.
+type wrkRow struct {
+	w   workload
+	rps float64
+}
+
+// getPrefix is the path of a stale get of key k<N> on target, without N.
+func getPrefix(target string) string {
+	if target == targetHraftd {
+		return "/key/k"
+	}
+	return "/get?key=k"
 }
 
 // stuckSubscribers opens n /events streams on every node and never reads
@@ -386,8 +418,11 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 	fmt.Fprintf(out, "stbench: 3 %s nodes from %s, leader %s (http %s); %d CPUs, GOMAXPROCS %d\n",
 		cfg.target, cfg.stcached, leader.name, leader.http, runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	clientKind := "net/http"
-	if cfg.raw {
+	switch {
+	case cfg.raw:
 		clientKind = "raw"
+	case cfg.wrk:
+		clientKind = "wrk (preload by net/http)"
 	}
 	fmt.Fprintf(out, "keyspace %d keys, values %d bytes, %s per workload, %s HTTP/1.1 keep-alive clients\n",
 		cfg.keys, cfg.valueSize, cfg.duration, clientKind)
@@ -405,6 +440,7 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 	fmt.Fprintf(out, row, "workload", "clients", "ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors",
 		"batch", "leader", "cluster", "stbench")
 	var notes []string
+	var wrkRows []wrkRow
 	for _, w := range cfg.workloads {
 		if w.kind == "strong" && cfg.target != targetStcache {
 			fmt.Fprintf(out, "%-9s %7d   skipped: %s has no strong reads\n", w.name, w.clients, cfg.target)
@@ -423,6 +459,19 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 			if closeStuck, err = stuckSubscribers(c.nodes, w.stuck); err != nil {
 				return err
 			}
+		}
+		if cfg.wrk {
+			wr, err := runWrk(ctx, cfg, dir, leader.http, getPrefix(cfg.target), w.clients)
+			if err != nil {
+				return err
+			}
+			cpu := c.cpuTimes(leader).sub(cpu0)
+			done := int64(wr.rps * cfg.duration.Seconds())
+			fmt.Fprintf(out, row, w.name, strconv.Itoa(w.clients), strconv.FormatFloat(wr.rps, 'f', 0, 64),
+				ms(wr.p50), ms(wr.p90), ms(wr.p99), "-", strconv.FormatInt(wr.errors, 10), "-",
+				perOp(cpu.leader, done), perOp(cpu.cluster, done), "-")
+			wrkRows = append(wrkRows, wrkRow{w, wr.rps})
+			continue
 		}
 		r, err := b.runWorkload(ctx, w)
 		closeStuck()
@@ -461,6 +510,27 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 			leader, term = now, nowTerm
 			b.base.Host = leader.http
 		}
+	}
+	if len(wrkRows) > 0 {
+		// The reference, in the same sitting: the same wrk load against a
+		// bare net/http handler that writes 100 bytes.
+		addr, barePID, stopBare, err := startBare(ctx)
+		if err != nil {
+			return err
+		}
+		for _, wr := range wrkRows {
+			cpu0 := procCPU(barePID)
+			ref, err := runWrk(ctx, cfg, dir, addr, "/get?key=k", wr.w.clients)
+			if err != nil {
+				stopBare()
+				return err
+			}
+			cpu := perOp(procCPU(barePID)-cpu0, int64(ref.rps*cfg.duration.Seconds()))
+			fmt.Fprintf(out, row, "bare"+strconv.Itoa(wr.w.clients), strconv.Itoa(wr.w.clients), strconv.FormatFloat(ref.rps, 'f', 0, 64),
+				ms(ref.p50), ms(ref.p90), ms(ref.p99), "-", strconv.FormatInt(ref.errors, 10), "-", cpu, cpu, "-")
+			notes = append(notes, fmt.Sprintf("%s: %.2f× the bare net/http handler (%s)", wr.w.name, wr.rps/ref.rps, cfg.target))
+		}
+		stopBare()
 	}
 	fmt.Fprintln(out)
 	if cfg.target == targetStcache {
