@@ -159,6 +159,9 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	closers = append(closers, closerFunc(func() error { stopStats(); return nil }))
 	go n.logStore.RunMetrics(statsCtx, 0)
 	go n.stable.RunMetrics(statsCtx, 0)
+	if err := checkSnapshots(cfg.Dir); err != nil {
+		return nil, err
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 1, log.Named("snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store in %s: %w", cfg.Dir, err)
