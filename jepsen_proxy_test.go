@@ -33,6 +33,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -66,10 +67,17 @@ type raftNet struct {
 	changed chan struct{} // closed and replaced at every change
 	proxies []*raftProxy
 	unknown int // accepted connections whose caller was not found
+	// oneway holds the bytes flowing from node [0] to node [1] (requests
+	// on connections [0] dialled, answers on those [1] dialled) until the
+	// heal: one node's messages are lost to the other, not the reverse.
+	oneway map[[2]int]bool
+	// slow delays every chunk between node and any other by a random
+	// 20–200 ms (-1: no node is slow).
+	slow int
 }
 
 func newRaftNet(n int) *raftNet {
-	return &raftNet{pids: make([]func() int, n), changed: make(chan struct{})}
+	return &raftNet{pids: make([]func() int, n), changed: make(chan struct{}), slow: -1}
 }
 
 // attach tells how to find node i's PID, so its connections can be told
@@ -124,9 +132,47 @@ func (nw *raftNet) isolate(i int, mode cutMode) {
 func (nw *raftNet) heal() {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
-	nw.side = nil
+	nw.side, nw.oneway, nw.slow = nil, nil, -1
 	close(nw.changed)
 	nw.changed = make(chan struct{})
+}
+
+// cutOneWay holds every byte that from sends to each of to (until the
+// heal); bytes the other way flow.
+func (nw *raftNet) cutOneWay(from int, to []int) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.oneway = map[[2]int]bool{}
+	for _, t := range to {
+		nw.oneway[[2]int{from, t}] = true
+	}
+	close(nw.changed)
+	nw.changed = make(chan struct{})
+}
+
+// cutOneWayTo holds every byte that each of from sends to to.
+func (nw *raftNet) cutOneWayTo(from []int, to int) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.oneway = map[[2]int]bool{}
+	for _, f := range from {
+		nw.oneway[[2]int{f, to}] = true
+	}
+	close(nw.changed)
+	nw.changed = make(chan struct{})
+}
+
+// slowDown delays node i's traffic, both ways, by 20–200 ms a chunk.
+func (nw *raftNet) slowDown(i int) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.slow = i
+}
+
+// flowLocked says whether bytes from src to dst may pass now (beyond the
+// connection being allowed at all).
+func (nw *raftNet) flowLocked(src, dst int) bool {
+	return !nw.oneway[[2]int{src, dst}]
 }
 
 // wait blocks until bytes may flow on pc; false if pc must close instead.
@@ -255,10 +301,10 @@ func (px *raftProxy) handle(pc *proxyConn) {
 	}
 	done := make(chan struct{})
 	go func() {
-		pc.pipe(px.nw, server, pc.client)
+		pc.pipe(px.nw, server, pc.client, pc.from, pc.to) // the caller's requests
 		close(done)
 	}()
-	pc.pipe(px.nw, pc.client, server)
+	pc.pipe(px.nw, pc.client, server, pc.to, pc.from) // the callee's answers
 	<-done
 }
 
@@ -313,16 +359,25 @@ func (pc *proxyConn) close() {
 	}
 }
 
-// pipe copies src to dst, holding each chunk while the link is stalled, and
+// pipe copies src to dst, holding each chunk while the link is stalled or
+// this direction is cut one way, delaying it while either end is slow, and
 // closes the whole connection when either side ends or the link is reset.
-func (pc *proxyConn) pipe(nw *raftNet, dst, src net.Conn) {
+// fromNode and toNode say which way the bytes go.
+func (pc *proxyConn) pipe(nw *raftNet, dst, src net.Conn, fromNode, toNode int) {
 	defer pc.close()
 	buf := make([]byte, 32<<10)
+	rng := rand.New(rand.NewPCG(uint64(fromNode+1), uint64(time.Now().UnixNano())))
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if !nw.wait(pc) {
+			if !nw.wait(pc) || !nw.waitFlow(pc, fromNode, toNode) {
 				return
+			}
+			nw.mu.Lock()
+			slow := nw.slow >= 0 && (nw.slow == fromNode || nw.slow == toNode)
+			nw.mu.Unlock()
+			if slow {
+				time.Sleep(20*time.Millisecond + time.Duration(rng.Int64N(int64(180*time.Millisecond))))
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
@@ -330,6 +385,24 @@ func (pc *proxyConn) pipe(nw *raftNet, dst, src net.Conn) {
 		}
 		if err != nil {
 			return
+		}
+	}
+}
+
+// waitFlow holds a chunk while its direction is cut one way; false if the
+// connection must close instead.
+func (nw *raftNet) waitFlow(pc *proxyConn, src, dst int) bool {
+	for {
+		nw.mu.Lock()
+		ok, changed := src < 0 || dst < 0 || nw.flowLocked(src, dst), nw.changed
+		nw.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-pc.done:
+			return false
 		}
 	}
 }

@@ -37,6 +37,7 @@ var (
 	jepsenStale    = flag.Bool("jepsen.stale", false, "TestJepsen: read with consistency=stale from any node and report what the checker finds, without failing on it (or STCACHE_JEPSEN_STALE=1)")
 	jepsenDuration = flag.Duration("jepsen.duration", 0, "TestJepsen: how long clients and nemesis run (default 30s, long version 5m)")
 	jepsenSeed     = flag.Uint64("jepsen.seed", 0, "TestJepsen: seed of the clients' and the nemesis' random choices (default: new each run, logged)")
+	jepsenFaults   = flag.String("jepsen.faults", "", "TestJepsen: only these fault kinds, comma-separated (kill, pause, partition, replace, oneway, slow, split)")
 )
 
 type jepsenConfig struct {
@@ -59,9 +60,11 @@ type jepsenConfig struct {
 func jepsenConfigFromFlags() jepsenConfig {
 	c := jepsenConfig{
 		mode: "short", nodes: 3, clients: 5, keys: 5,
-		duration: 30 * time.Second,
-		faultGap: [2]time.Duration{time.Second, 3 * time.Second},
-		faultLen: [2]time.Duration{1500 * time.Millisecond, 4 * time.Second},
+		// Six kinds of fault, each at least once: the sixth starts by
+		// 5 × (2 + 3.5) + 2 = 29.5 s at the latest.
+		duration: 35 * time.Second,
+		faultGap: [2]time.Duration{500 * time.Millisecond, 2 * time.Second},
+		faultLen: [2]time.Duration{1500 * time.Millisecond, 3500 * time.Millisecond},
 		// A few seconds: a write that takes longer is counted as
 		// indeterminate, which costs the checker; a healthy -race cluster
 		// on a busy 2-core machine answers well within this.
@@ -297,8 +300,13 @@ func (m *leaderMonitor) closeGapLocked(now time.Time) {
 func (m *leaderMonitor) String() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return fmt.Sprintf("longest window without a usable leader %v (starting %v into the test), %d windows over 1s, from %d polls of every node's /status every %v (a leader counts when it says Leader with writes enabled and a majority names it; a node that does not answer within 1s names none)",
-		m.longest.Round(10*time.Millisecond), m.longestAt.Sub(m.start).Round(100*time.Millisecond), m.gaps, m.polls, m.interval)
+	longest := "never without a usable leader"
+	if m.longest > 0 {
+		longest = fmt.Sprintf("longest window without a usable leader %v (starting %v into the test)",
+			m.longest.Round(10*time.Millisecond), m.longestAt.Sub(m.start).Round(100*time.Millisecond))
+	}
+	return fmt.Sprintf("%s, %d windows over 1s, from %d polls of every node's /status every %v (a leader counts when it says Leader with writes enabled and a majority names it; a node that does not answer within 1s names none)",
+		longest, m.gaps, m.polls, m.interval)
 }
 
 // nemesis injects one fault at a time, at random, and always undoes it.
@@ -318,9 +326,12 @@ type nemesis struct {
 }
 
 func (nm *nemesis) kinds() []string {
-	k := []string{"kill", "pause", "partition", "replace"}
+	k := []string{"kill", "pause", "partition", "replace", "oneway", "slow"}
 	if len(nm.jc.nodes) >= 5 {
 		k = append(k, "split")
+	}
+	if *jepsenFaults != "" {
+		return strings.Split(*jepsenFaults, ",")
 	}
 	return k
 }
@@ -429,6 +440,36 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 		}
 		via := nodes[(i+1+nm.rng.IntN(len(nodes)-1))%len(nodes)]
 		undo = func() { nodes[i].start("-join", via.http, "-join-timeout", "10m") }
+	case "oneway":
+		// Messages lost in one direction only: the leader's to the
+		// followers (they stop hearing it, it still hears them), or the
+		// followers' to the leader (its heartbeats arrive, the answers
+		// do not).
+		l := nm.jc.leaderIndex()
+		if l < 0 {
+			l = nm.rng.IntN(len(nodes))
+		}
+		var others []int
+		for i := range nodes {
+			if i != l {
+				others = append(others, i)
+			}
+		}
+		if nm.rng.IntN(2) == 0 {
+			desc = "lose every message " + nm.describe(l) + " sends to the others"
+			kind += "/from-leader"
+			nm.jc.net.cutOneWay(l, others)
+		} else {
+			desc = "lose every message the others send to " + nm.describe(l)
+			kind += "/to-leader"
+			nm.jc.net.cutOneWayTo(others, l)
+		}
+		undo = nm.jc.net.heal
+	case "slow":
+		i := nm.victim()
+		desc = "delay every message to and from " + nm.describe(i) + " by 20-200 ms"
+		nm.jc.net.slowDown(i)
+		undo = nm.jc.net.heal
 	case "pause":
 		i := nm.jc.leaderIndex()
 		if i < 0 {
