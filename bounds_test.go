@@ -246,20 +246,11 @@ func TestTTL(t *testing.T) {
 	l.expect("/set?key=f&value=7", 200, "ok\n")
 	fillers := 0
 	for _, p := range c.nodes {
-		waitFor(t, 30*time.Second, p.name+" snapshot without a", func() error {
-			m, err := snapshotState(p.dir)
-			if err == nil {
-				if _, ok := m["a"]; ok || m["f"] != "7" || m[ttlKeyPrefix+"c"] == "" || m[ttlKeyPrefix+"d"] != "" {
-					err = fmt.Errorf("snapshot %q", m)
-				}
+		fillers += waitSnapshot(t, p, l, func(m map[string]string) error {
+			if _, ok := m["a"]; ok || m["f"] != "7" || m[ttlKeyPrefix+"c"] == "" || m[ttlKeyPrefix+"d"] != "" {
+				return fmt.Errorf("snapshot %q", m)
 			}
-			if err != nil {
-				// A node that snapshotted between e and f needs two more
-				// entries (-snapshot-threshold 2) before its next one.
-				fillers++
-				l.expect(fmt.Sprintf("/set?key=filler&value=%d", fillers), 200, "ok\n")
-			}
-			return err
+			return nil
 		})
 	}
 	// The whole cluster restarts: c keeps its deadline, a stays gone.

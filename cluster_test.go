@@ -63,11 +63,7 @@ func TestStrongReadsDeleteAndHints(t *testing.T) {
 	l.expect("/get?key=b&consistency=strong", 404, "\n")
 	l.expect("/delete?key=b", 200, "ok\n")
 	for _, p := range c.nodes {
-		waitFor(t, 30*time.Second, p.name+" snapshot after the delete", func() error {
-			m, err := snapshotState(p.dir)
-			if err != nil {
-				return err
-			}
+		waitSnapshot(t, p, l, func(m map[string]string) error {
 			if m["a"] != "1" || m["c"] != "3" || m["k"] != "v2" {
 				return fmt.Errorf("snapshot %v", m)
 			}

@@ -521,6 +521,29 @@ func snapshotState(dir string) (map[string]string, error) {
 	return m, nil
 }
 
+// waitSnapshot waits until p's snapshot passes check. A node may take its
+// snapshot between a test's last two writes: with the tutorial's threshold
+// of 2 it then waits for two entries past that snapshot, however long, so
+// while the check fails this adds an entry through writer now and then, as
+// a user's further writes would. It returns how many it added.
+func waitSnapshot(t testing.TB, p, writer *proc, check func(map[string]string) error) (fillers int) {
+	t.Helper()
+	lastFill := time.Now()
+	waitFor(t, 30*time.Second, p.name+"'s snapshot", func() error {
+		m, err := snapshotState(p.dir)
+		if err == nil {
+			err = check(m)
+		}
+		if err != nil && time.Since(lastFill) > time.Second {
+			fillers++
+			writer.expect(fmt.Sprintf("/set?key=filler&value=%d", fillers), 200, "ok\n")
+			lastFill = time.Now()
+		}
+		return err
+	})
+	return fillers
+}
+
 // runDaemon runs stcached to completion (it must exit by itself within a
 // minute) and returns its combined output and exit code.
 func runDaemon(t testing.TB, args ...string) (string, int) {

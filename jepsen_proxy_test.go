@@ -137,26 +137,14 @@ func (nw *raftNet) heal() {
 	nw.changed = make(chan struct{})
 }
 
-// cutOneWay holds every byte that from sends to each of to (until the
-// heal); bytes the other way flow.
-func (nw *raftNet) cutOneWay(from int, to []int) {
+// cutOneWay holds every byte sent from pair[0] to pair[1], for each pair,
+// until the heal; bytes the other way flow.
+func (nw *raftNet) cutOneWay(pairs ...[2]int) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	nw.oneway = map[[2]int]bool{}
-	for _, t := range to {
-		nw.oneway[[2]int{from, t}] = true
-	}
-	close(nw.changed)
-	nw.changed = make(chan struct{})
-}
-
-// cutOneWayTo holds every byte that each of from sends to to.
-func (nw *raftNet) cutOneWayTo(from []int, to int) {
-	nw.mu.Lock()
-	defer nw.mu.Unlock()
-	nw.oneway = map[[2]int]bool{}
-	for _, f := range from {
-		nw.oneway[[2]int{f, to}] = true
+	for _, p := range pairs {
+		nw.oneway[p] = true
 	}
 	close(nw.changed)
 	nw.changed = make(chan struct{})

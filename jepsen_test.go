@@ -449,21 +449,25 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 		if l < 0 {
 			l = nm.rng.IntN(len(nodes))
 		}
-		var others []int
+		fromLeader := nm.rng.IntN(2) == 0
+		var pairs [][2]int
 		for i := range nodes {
-			if i != l {
-				others = append(others, i)
+			switch {
+			case i == l:
+			case fromLeader:
+				pairs = append(pairs, [2]int{l, i})
+			default:
+				pairs = append(pairs, [2]int{i, l})
 			}
 		}
-		if nm.rng.IntN(2) == 0 {
+		if fromLeader {
 			desc = "lose every message " + nm.describe(l) + " sends to the others"
 			kind += "/from-leader"
-			nm.jc.net.cutOneWay(l, others)
 		} else {
 			desc = "lose every message the others send to " + nm.describe(l)
 			kind += "/to-leader"
-			nm.jc.net.cutOneWayTo(others, l)
 		}
+		nm.jc.net.cutOneWay(pairs...)
 		undo = nm.jc.net.heal
 	case "slow":
 		i := nm.victim()

@@ -38,25 +38,10 @@ func TestTutorialSection4(t *testing.T) {
 	node1.expect("/set?key=k1&value=v1", 200, "ok\n")
 	node1.expect("/set?key=k2&value=v2", 200, "ok\n")
 	want := map[string]string{"ping": "pong", "k1": "v1", "k2": "v2"}
-	// A node may take its snapshot between k1 and k2: with the tutorial's
-	// threshold of 2 it then waits for two entries past that snapshot,
-	// however long, so while some node lags, add an entry now and then, as
-	// a user's further writes would.
-	fillers := 0
-	lastFill := time.Now()
 	for _, p := range c.nodes {
-		waitFor(t, 30*time.Second, p.name+" snapshot with all keys", func() error {
-			got, err := snapshotState(p.dir)
-			if err != nil {
-				return err
-			}
+		waitSnapshot(t, p, node1, func(got map[string]string) error {
 			for k, v := range want {
 				if got[k] != v {
-					if time.Since(lastFill) > 3*time.Second {
-						fillers++
-						node1.expect(fmt.Sprintf("/set?key=filler&value=%d", fillers), 200, "ok\n")
-						lastFill = time.Now()
-					}
 					return fmt.Errorf("snapshot has %v", got)
 				}
 			}
@@ -191,18 +176,11 @@ func TestRefusesDamagedSnapshot(t *testing.T) {
 	for _, kv := range []string{"a=1", "b=2", "c=3"} {
 		p.expect("/set?key="+strings.Replace(kv, "=", "&value=", 1), 200, "ok\n")
 	}
-	fillers := 0
-	waitFor(t, 30*time.Second, "a snapshot", func() error {
-		m, err := snapshotState(p.dir)
-		if err == nil && m["c"] != "3" {
-			err = fmt.Errorf("snapshot %v", m)
+	waitSnapshot(t, p, p, func(m map[string]string) error {
+		if m["c"] != "3" {
+			return fmt.Errorf("snapshot %v", m)
 		}
-		if err != nil {
-			// A snapshot taken between b and c waits for two more entries.
-			fillers++
-			p.expect(fmt.Sprintf("/set?key=filler&value=%d", fillers), 200, "ok\n")
-		}
-		return err
+		return nil
 	})
 	p.stop()
 	files, _ := filepath.Glob(filepath.Join(p.dir, "snapshots", "*", "meta.json"))
