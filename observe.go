@@ -113,12 +113,12 @@ func rfc3339(t time.Time) string {
 // and every change after that, even one that lands before the next look.
 func (w *watcher) poll() {
 	n := w.n
-	stats := n.raft.Stats()
+	st := n.Status() // one read of raft's stats and configuration
 	p := progress{
-		lastLog: n.raft.LastIndex(), commit: n.raft.CommitIndex(), applied: n.raft.AppliedIndex(),
-		snapshot: parseUint(stats["last_snapshot_index"]), term: n.raft.CurrentTerm(), keys: n.cache.Len(),
+		lastLog: st.LastLogIndex, commit: st.CommitIndex, applied: st.AppliedIndex,
+		snapshot: st.LastSnapshotIndex, term: st.Term, keys: st.Keys,
 	}
-	servers := n.Status().Servers
+	servers := st.Servers
 	restores := n.fsm.restores.Load()
 	persist := n.fsm.lastPersist.Load()
 	leaderHTTP := n.fsm.peerHTTP(w.leader)
@@ -133,7 +133,7 @@ func (w *watcher) poll() {
 		// restore): raft moves its index once the file is complete.
 		if p.snapshot != w.last.snapshot && persist != w.persist && persist != nil {
 			w.h.publish("snapshot", map[string]any{
-				"index": p.snapshot, "term": parseUint(stats["last_snapshot_term"]),
+				"index": p.snapshot, "term": parseUint(n.raft.Stats()["last_snapshot_term"]),
 				"keys": persist.keys, "duration_ms": float64(persist.took.Microseconds()) / 1000,
 			})
 		}
