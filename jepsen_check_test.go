@@ -707,3 +707,19 @@ func TestCheckerCatchesBadHistories(t *testing.T) {
 		}
 	})
 }
+
+// A failed run's record holds its schedule and its leaders and terms.
+func TestWriteRecord(t *testing.T) {
+	nm := &nemesis{schedule: []string{"nemesis at 1.2s: SIGKILL node1[leader] for 2s"}}
+	mon := &leaderMonitor{timeline: []string{"    0s  node1 leads term 2", "  1.3s  no usable leader", "  2.4s  node2 leads term 3"}}
+	path := writeRecord(t, t.TempDir(), jepsenConfig{mode: "short", nodes: 3, seed: 42}, nm, mon)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range append(append([]string{"seed 42"}, nm.schedule...), mon.timeline...) {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("record lacks %q:\n%s", want, b)
+		}
+	}
+}

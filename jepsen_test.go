@@ -22,6 +22,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -246,6 +247,10 @@ type leaderMonitor struct {
 	longestAt time.Time
 	gaps      int // windows longer than one second
 	start     time.Time
+	// timeline has a line each time the usable leader or its term
+	// changes, for the record a failed run leaves (writeRecord).
+	timeline []string
+	lastSeen string
 }
 
 func (m *leaderMonitor) run(ctx context.Context) {
@@ -256,8 +261,17 @@ func (m *leaderMonitor) run(ctx context.Context) {
 	for {
 		t0 := time.Now()
 		st, ok := m.jc.statuses()
-		found := m.jc.usableLeader(st, ok) >= 0
+		li := m.jc.usableLeader(st, ok)
+		found := li >= 0
+		seen := "no usable leader"
+		if found {
+			seen = fmt.Sprintf("%s leads term %d", m.jc.nodes[li].name, st[li].Term)
+		}
 		m.mu.Lock()
+		if seen != m.lastSeen {
+			m.timeline = append(m.timeline, fmt.Sprintf("%8v  %s", t0.Sub(m.start).Round(100*time.Millisecond), seen))
+			m.lastSeen = seen
+		}
 		m.polls++
 		if found {
 			if m.inGap {
@@ -323,6 +337,7 @@ type nemesis struct {
 	mu       sync.Mutex
 	counts   map[string]int
 	problems []string // nodes found dead that the nemesis had not killed
+	schedule []string // every fault, when and for how long (writeRecord)
 }
 
 func (nm *nemesis) kinds() []string {
@@ -509,7 +524,11 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 	}
 	start := nm.h.now()
 	nm.count(kind)
-	nm.t.Logf("nemesis at %v: %s for %v", time.Since(nm.began).Round(100*time.Millisecond), desc, d.Round(10*time.Millisecond))
+	line := fmt.Sprintf("nemesis at %v: %s for %v", time.Since(nm.began).Round(100*time.Millisecond), desc, d.Round(10*time.Millisecond))
+	nm.t.Log(line)
+	nm.mu.Lock()
+	nm.schedule = append(nm.schedule, line)
+	nm.mu.Unlock()
 	sleep(ctx, d) // cut short when the run ends: every fault is undone below
 	undo()
 	nm.h.note("nemesis", desc, start, nm.h.now())
@@ -706,6 +725,13 @@ func runJepsen(t *testing.T, secure bool) {
 	}
 	nm := &nemesis{t: t, jc: jc, h: h, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, 1<<32)), counts: map[string]int{}, began: time.Now()}
 	mon := &leaderMonitor{jc: jc, h: h, interval: 100 * time.Millisecond, logf: t.Logf}
+	// A failed run leaves its record beside porcupine's visualization, so
+	// it can be read without running it again.
+	t.Cleanup(func() {
+		if t.Failed() {
+			writeRecord(t, "testdata", cfg, nm, mon)
+		}
+	})
 	monCtx, stopMon := context.WithCancel(context.Background())
 	monDone := make(chan struct{})
 	go func() {
@@ -811,4 +837,32 @@ func runJepsen(t *testing.T, secure bool) {
 	case rep.result != porcupine.Ok:
 		t.Errorf("no verdict, which is not a pass: %s", rep)
 	}
+}
+
+// writeRecord writes <dir>/jepsen-<time>-record.txt: the configuration
+// (with the seed that repeats the choices), the nemesis schedule and the
+// timeline of leaders and terms. It returns the path, or "".
+func writeRecord(t testing.TB, dir string, cfg jepsenConfig, nm *nemesis, mon *leaderMonitor) string {
+	nm.mu.Lock()
+	schedule := append([]string(nil), nm.schedule...)
+	nm.mu.Unlock()
+	mon.mu.Lock()
+	timeline := append([]string(nil), mon.timeline...)
+	mon.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "jepsen run that failed: %s\n\nnemesis schedule (time since the workload began):\n", cfg)
+	for _, l := range schedule {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	fmt.Fprintf(&b, "\nleaders and terms, as the monitor saw them (time since it began):\n")
+	for _, l := range timeline {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("jepsen-%s-record.txt", time.Now().Format("20060102-150405.000")))
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Logf("could not write the run's record: %v", err)
+		return ""
+	}
+	t.Logf("the run's record (nemesis schedule, leaders and terms): %s", path)
+	return path
 }
