@@ -13,9 +13,10 @@ const (
 	maxBatchBytes = 4 << 20
 )
 
-// errCommitterClosed: the node is stopping and the write was never handed to
-// Raft, so it certainly did not happen.
-var errCommitterClosed = errors.New("node is shutting down")
+// errStopping: the node is stopping. For a write, it means the write was
+// never handed to Raft, so it certainly did not happen; for any other wait
+// on Raft (waitFuture, a strong read's round), that the wait was cut short.
+var errStopping = errors.New("node is shutting down")
 
 // errAbandoned: the node stopped while the write's entry was with Raft, which
 // may never answer for it after its shutdown. It may or may not have happened.
@@ -71,7 +72,7 @@ func (c *committer) submit(cmd command) (uint64, error) {
 	if c.closed {
 		c.mu.Unlock()
 		pendingPool.Put(p)
-		return 0, errCommitterClosed
+		return 0, errStopping
 	}
 	c.pending = append(c.pending, p)
 	c.mu.Unlock()
@@ -193,7 +194,7 @@ func (c *committer) closeQueue() {
 	c.pending = nil
 	c.mu.Unlock()
 	for _, p := range rest {
-		p.done <- errCommitterClosed
+		p.done <- errStopping
 	}
 }
 
@@ -252,7 +253,7 @@ type readRound struct {
 }
 
 // wait returns the outcome of a leadership check that started after the
-// call, or errCommitterClosed once stop is closed: Raft may never answer a
+// call, or errStopping once stop is closed: Raft may never answer a
 // check that was pending when it shut down.
 func (v *verifier) wait(stop <-chan struct{}) error {
 	v.mu.Lock()
@@ -271,7 +272,7 @@ func (v *verifier) wait(stop <-chan struct{}) error {
 	case <-r.done:
 		return r.err
 	case <-stop:
-		return errCommitterClosed
+		return errStopping
 	}
 }
 

@@ -70,7 +70,7 @@ func TestCommitterGroupsWrites(t *testing.T) {
 	}
 
 	c.close()
-	if err := submitErr(c, command{op: opSet, key: "late", value: "v"}); !errors.Is(err, errCommitterClosed) {
+	if err := submitErr(c, command{op: opSet, key: "late", value: "v"}); !errors.Is(err, errStopping) {
 		t.Fatalf("submit after close: %v", err)
 	}
 }
@@ -227,7 +227,7 @@ func TestCommitterReportsIndex(t *testing.T) {
 
 // A Raft that never answers (as after its shutdown, for an entry still
 // queued) must not hold up a stop: close returns, the write in flight gets
-// errAbandoned (it may have happened), a queued one errCommitterClosed.
+// errAbandoned (it may have happened), a queued one errStopping.
 func TestCommitterClosesWhileApplyHangs(t *testing.T) {
 	entered := make(chan struct{})
 	never := make(chan struct{})
@@ -263,8 +263,8 @@ func TestCommitterClosesWhileApplyHangs(t *testing.T) {
 	if err := <-inFlight; !errors.Is(err, errAbandoned) {
 		t.Fatalf("in-flight write: %v, want errAbandoned", err)
 	}
-	if err := <-queued; !errors.Is(err, errCommitterClosed) {
-		t.Fatalf("queued write: %v, want errCommitterClosed", err)
+	if err := <-queued; !errors.Is(err, errStopping) {
+		t.Fatalf("queued write: %v, want errStopping", err)
 	}
 }
 
@@ -280,7 +280,7 @@ func TestVerifierWaitEndsOnStop(t *testing.T) {
 	close(stop)
 	select {
 	case err := <-done:
-		if !errors.Is(err, errCommitterClosed) {
+		if !errors.Is(err, errStopping) {
 			t.Fatalf("wait = %v", err)
 		}
 	case <-time.After(10 * time.Second):

@@ -141,15 +141,15 @@ func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 
 // BenchmarkHTTPHandler runs the handler alone (no sockets, no net/http
 // server): what our own code allocates per request.
-// The "+metrics" cases add what /metrics costs each request (routes:
-// counting and timing).
+// The "+metrics" cases add what /metrics costs each request (counting
+// and timing).
 func BenchmarkHTTPHandler(b *testing.B) {
-	plain := newHandler(benchStore{}, newHub("bench"), hclog.NewNullLogger(), security{})
+	plain := newHandler(benchStore{}, newHub("bench"), hclog.NewNullLogger(), security{}, nil)
 	met, err := newMetrics()
 	if err != nil {
 		b.Fatal(err)
 	}
-	measured := routes(plain, met, false)
+	measured := met.instrument(plain)
 	for _, tc := range []struct {
 		name, query string
 		h           http.Handler

@@ -91,7 +91,7 @@ func (n *node) reapExpired() {
 			err := n.waitFuture(n.raft.Apply(encodeCommands(nil, cmds), applyTimeout), timer.C)
 			timer.Stop()
 			if err != nil {
-				if !notExecuted(err) && !errors.Is(err, raft.ErrLeadershipLost) && !errors.Is(err, errCommitterClosed) {
+				if !notExecuted(err) && !errors.Is(err, raft.ErrLeadershipLost) && !errors.Is(err, errStopping) {
 					n.log.Warn("reaping expired keys failed; will retry", "keys", len(cmds), "error", err)
 				}
 				break

@@ -99,14 +99,7 @@ func (h *hub) publish(typ string, fields map[string]any) {
 	if n == 0 {
 		return // nobody listens: not even the encoding is paid for
 	}
-	fields["node"] = h.node
-	fields["time"] = time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
-	data, err := json.Marshal(fields)
-	if err != nil {
-		// Only our own field values go in; this is a bug, not input.
-		panic(fmt.Sprintf("encode %s event: %v", typ, err))
-	}
-	m := message{typ: typ, data: data}
+	m := h.encode(typ, fields)
 	h.mu.Lock()
 	for s := range h.subs {
 		select {
@@ -116,6 +109,18 @@ func (h *hub) publish(typ string, fields map[string]any) {
 		}
 	}
 	h.mu.Unlock()
+}
+
+// encode stamps fields with this node and the time and makes the message.
+func (h *hub) encode(typ string, fields map[string]any) message {
+	fields["node"] = h.node
+	fields["time"] = time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	data, err := json.Marshal(fields)
+	if err != nil {
+		// Only our own field values go in; this is a bug, not input.
+		panic(fmt.Sprintf("encode %s event: %v", typ, err))
+	}
+	return message{typ: typ, data: data}
 }
 
 // serveEvents streams one subscriber's events until the client goes away,
@@ -140,14 +145,7 @@ func (h *hub) serveEvents(w http.ResponseWriter, r *http.Request, first func() m
 
 	// The opening status is queued like any event, so it goes out before
 	// everything published after the subscription.
-	fields := first()
-	fields["node"] = h.node
-	fields["time"] = time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
-	data, err := json.Marshal(fields)
-	if err != nil {
-		return
-	}
-	buf := appendEvent(nil, message{typ: "status", data: data}, 0)
+	buf := appendEvent(nil, h.encode("status", first()), 0)
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
 	for {

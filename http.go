@@ -66,9 +66,14 @@ type security struct {
 //go:embed ui
 var uiFiles embed.FS
 
-func newHandler(s store, events *hub, log hclog.Logger, sec security) http.Handler {
+// newHandler is the API's one routing table. extra adds routes served as
+// they are, outside the token (/metrics, /debug/pprof/); nil adds none.
+func newHandler(s store, events *hub, log hclog.Logger, sec security, extra map[string]http.Handler) http.Handler {
 	a := &api{store: s, events: events, log: log, sec: sec}
 	mux := http.NewServeMux()
+	for pattern, h := range extra {
+		mux.Handle(pattern, h)
+	}
 	guard := func(h http.HandlerFunc) http.HandlerFunc { return requireToken(sec.token, h) }
 	// GET everywhere, as in the tutorial; HEAD only where nothing changes.
 	// The token, when there is one, is checked before anything else; /status,

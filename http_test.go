@@ -178,8 +178,8 @@ func FuzzHTTPRequest(f *testing.F) {
 	f.Add("OPTIONS", "/set", "", "", "")
 	f.Add("GET", "/set", "key=a&value=b&ttl=1s", "", "")
 	f.Add("POST", "/set", "ttl=90m", "key=a&value=b&ttl=-1h", "")
-	open := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger(), security{})
-	guarded := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger(), security{token: token, https: true})
+	open := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger(), security{}, nil)
+	guarded := newHandler(&memStore{m: map[string]string{}}, newHub("fuzz"), hclog.NewNullLogger(), security{token: token, https: true}, nil)
 	f.Fuzz(func(t *testing.T, method, path, query, body, auth string) {
 		u := &url.URL{Path: path, RawQuery: query}
 		for _, h := range []http.Handler{open, guarded} {

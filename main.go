@@ -14,7 +14,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -239,7 +238,7 @@ func serve(o *options, log hclog.Logger) error {
 	met.watchCache(n.cache.Bytes, n.cache.Len)
 	hlog := log.Named("http")
 	srv := &http.Server{
-		Handler:           routes(newHandler(n, n.Events(), hlog, security{https: tlsConf != nil, token: token}), met, o.pprof),
+		Handler:           met.instrument(newHandler(n, n.Events(), hlog, security{https: tlsConf != nil, token: token}, extraRoutes(met, o.pprof))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          hlog.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
@@ -344,36 +343,16 @@ func countSet(ss ...string) int {
 	return n
 }
 
-// routes puts /metrics (and /debug/pprof/ when asked) beside the API, and
-// counts and times every request. A switch rather than a second ServeMux:
-// every request passes here, and a mux's matching costs allocations.
-func routes(api http.Handler, met *metrics, withPprof bool) http.Handler {
-	metricsH := met.handler()
-	return met.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch p := r.URL.Path; {
-		case p == "/metrics":
-			metricsH.ServeHTTP(w, r)
-		case withPprof && strings.HasPrefix(p, "/debug/pprof/"):
-			servePprof(w, r)
-		default:
-			api.ServeHTTP(w, r)
-		}
-	}))
-}
-
-// servePprof is net/http/pprof's handlers, as its init would have
-// registered them on the default mux (which we do not serve).
-func servePprof(w http.ResponseWriter, r *http.Request) {
-	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
-	case "cmdline":
-		pprof.Cmdline(w, r)
-	case "profile":
-		pprof.Profile(w, r)
-	case "symbol":
-		pprof.Symbol(w, r)
-	case "trace":
-		pprof.Trace(w, r)
-	default:
-		pprof.Index(w, r)
+// extraRoutes are the routes beside the API: /metrics, and Go's profiler
+// under /debug/pprof/ when -pprof asks for it.
+func extraRoutes(met *metrics, withPprof bool) map[string]http.Handler {
+	r := map[string]http.Handler{"/metrics": met.handler()}
+	if withPprof {
+		r["/debug/pprof/"] = http.HandlerFunc(pprof.Index) // and the named profiles under it
+		r["/debug/pprof/cmdline"] = http.HandlerFunc(pprof.Cmdline)
+		r["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+		r["/debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
+		r["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
 	}
+	return r
 }

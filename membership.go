@@ -171,7 +171,7 @@ func (n *node) changeMembers(f raft.IndexFuture) (uint64, error) {
 }
 
 func (n *node) raftErr(what string, err error) error {
-	if notExecuted(err) || errors.Is(err, errCommitterClosed) {
+	if notExecuted(err) || errors.Is(err, errStopping) {
 		return n.refuse()
 	}
 	return fmt.Errorf("%s: %w", what, err)

@@ -337,7 +337,7 @@ func retryBarrier(barrier func() error, leading func() bool, pause func(time.Dur
 		case err == nil:
 			return nil
 		case errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, raft.ErrNotLeader) ||
-			errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, errCommitterClosed):
+			errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, errStopping):
 			return err
 		}
 		if !pause(wait) {
@@ -381,7 +381,7 @@ func (n *node) waitFuture(f raft.Future, timeout <-chan time.Time) error {
 		case err := <-done:
 			return err
 		default:
-			return errCommitterClosed
+			return errStopping
 		}
 	case <-timeout:
 		return errors.New("timed out waiting for raft (the change may still happen)")
@@ -420,7 +420,7 @@ func (n *node) write(cmd command) (uint64, error) {
 	switch {
 	case err == nil:
 		return index, nil
-	case notExecuted(err) || errors.Is(err, errCommitterClosed):
+	case notExecuted(err) || errors.Is(err, errStopping):
 		return 0, n.refuse()
 	default:
 		return 0, fmt.Errorf("raft apply: %w", err)
@@ -489,7 +489,7 @@ func (n *node) confirmLeadership() error {
 		}
 	}
 	if err := n.reads.wait(n.stopping); err != nil {
-		if notExecuted(err) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, errCommitterClosed) {
+		if notExecuted(err) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, errStopping) {
 			return n.refuse() // a read that is not answered changes nothing
 		}
 		return fmt.Errorf("verify leadership: %w", err)
