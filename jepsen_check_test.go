@@ -96,6 +96,9 @@ func classify(in kvInput, code int, body string, err error) (o outcome, out kvOu
 		return ambiguous, kvOutput{Open: write}, false
 	case (code == http.StatusTemporaryRedirect || code == http.StatusServiceUnavailable) && body == refusalBody:
 		return outcomeRefused, kvOutput{}, false
+	case code == http.StatusServiceUnavailable && body == "not a member\n":
+		// A removed node refuses before it submits anything.
+		return outcomeRefused, kvOutput{}, false
 	case write && code == http.StatusOK && body == "ok\n":
 		return outcomeOK, kvOutput{}, false
 	case !write && code == http.StatusOK && strings.HasSuffix(body, "\n") && len(body) > 1:

@@ -38,7 +38,7 @@ var (
 	jepsenStale    = flag.Bool("jepsen.stale", false, "TestJepsen: read with consistency=stale from any node and report what the checker finds, without failing on it (or STCACHE_JEPSEN_STALE=1)")
 	jepsenDuration = flag.Duration("jepsen.duration", 0, "TestJepsen: how long clients and nemesis run (default 30s, long version 5m)")
 	jepsenSeed     = flag.Uint64("jepsen.seed", 0, "TestJepsen: seed of the clients' and the nemesis' random choices (default: new each run, logged)")
-	jepsenFaults   = flag.String("jepsen.faults", "", "TestJepsen: only these fault kinds, comma-separated (kill, pause, partition, replace, oneway, slow, split)")
+	jepsenFaults   = flag.String("jepsen.faults", "", "TestJepsen: only these fault kinds, comma-separated (kill, pause, partition, replace, member, oneway, slow, split)")
 )
 
 type jepsenConfig struct {
@@ -61,9 +61,10 @@ type jepsenConfig struct {
 func jepsenConfigFromFlags() jepsenConfig {
 	c := jepsenConfig{
 		mode: "short", nodes: 3, clients: 5, keys: 5,
-		// Six kinds of fault, each at least once: the sixth starts by
-		// 5 × (2 + 3.5) + 2 = 29.5 s at the latest.
-		duration: 35 * time.Second,
+		// Seven kinds of fault, each at least once: the seventh starts by
+		// 6 × (2 + 3.5) + 2 = 35 s at the latest, plus the few seconds a
+		// membership change waits for its joiner.
+		duration: 42 * time.Second,
 		faultGap: [2]time.Duration{500 * time.Millisecond, 2 * time.Second},
 		faultLen: [2]time.Duration{1500 * time.Millisecond, 3500 * time.Millisecond},
 		// A few seconds: a write that takes longer is counted as
@@ -111,6 +112,9 @@ func (c jepsenConfig) String() string {
 }
 
 // jepsenCluster is a cluster whose Raft traffic goes through raftNet.
+// Its nodes are slots: the members, plus one that starts outside the
+// configuration, so the nemesis can add a voter with an address the
+// cluster never had and remove one without shrinking it for good.
 type jepsenCluster struct {
 	*cluster
 	net   *raftNet
@@ -118,13 +122,17 @@ type jepsenCluster struct {
 	// With TLS and a token (the proxies pass TLS through untouched).
 	secure       *secureClient
 	statusClient *http.Client
+
+	mu     sync.Mutex
+	member []bool // the slot is a voter (or joining as one), as the nemesis made it
 }
 
-// startJepsenCluster starts n nodes behind cuttable proxies; secure runs
-// them with mutual TLS on Raft, HTTPS and a token.
+// startJepsenCluster starts n nodes behind cuttable proxies, and prepares a
+// further slot (not started); secure runs them with mutual TLS on Raft,
+// HTTPS and a token.
 func startJepsenCluster(t *testing.T, n int, secure bool) *jepsenCluster {
 	t.Helper()
-	nw := newRaftNet(n)
+	nw := newRaftNet(n + 1)
 	// Registered before the nodes' cleanups, so it runs after they are
 	// killed.
 	t.Cleanup(nw.close)
@@ -132,7 +140,7 @@ func startJepsenCluster(t *testing.T, n int, secure bool) *jepsenCluster {
 	if secure {
 		secureUp, _ = secureSetup(t, makeCerts(t, t.TempDir()))
 	}
-	c := startCluster(t, n, func(i int, p *proc) {
+	setup := func(i int, p *proc) {
 		px, err := nw.listen(i, p.raft)
 		if err != nil {
 			t.Fatalf("raft proxy for %s: %v", p.name, err)
@@ -142,7 +150,11 @@ func startJepsenCluster(t *testing.T, n int, secure bool) *jepsenCluster {
 		if secureUp != nil {
 			secureUp(i, p)
 		}
-	})
+	}
+	c := startCluster(t, n, setup)
+	spare := newProc(t, fmt.Sprintf("node%d", n+1))
+	setup(n, spare)
+	c.nodes = append(c.nodes, spare)
 	// A short timeout: a paused node must not hold up the nemesis or the
 	// leader monitor for long.
 	jc := &jepsenCluster{cluster: c, net: nw, names: map[string]string{}, statusClient: &http.Client{Timeout: time.Second}}
@@ -150,10 +162,45 @@ func startJepsenCluster(t *testing.T, n int, secure bool) *jepsenCluster {
 		jc.secure = c.nodes[0].secure
 		jc.statusClient.Transport = jc.secure.client.Transport
 	}
-	for _, p := range c.nodes {
+	for i, p := range c.nodes {
 		jc.names[p.http] = p.name
+		jc.member = append(jc.member, i < n)
 	}
 	return jc
+}
+
+// members lists the slots in the configuration, in slot order.
+func (jc *jepsenCluster) members() []int {
+	jc.mu.Lock()
+	defer jc.mu.Unlock()
+	var m []int
+	for i, in := range jc.member {
+		if in {
+			m = append(m, i)
+		}
+	}
+	return m
+}
+
+func (jc *jepsenCluster) isMember(i int) bool {
+	jc.mu.Lock()
+	defer jc.mu.Unlock()
+	return jc.member[i]
+}
+
+func (jc *jepsenCluster) setMember(i int, in bool) {
+	jc.mu.Lock()
+	defer jc.mu.Unlock()
+	jc.member[i] = in
+}
+
+// memberProcs are the members' processes.
+func (jc *jepsenCluster) memberProcs() []*proc {
+	var ps []*proc
+	for _, i := range jc.members() {
+		ps = append(ps, jc.nodes[i])
+	}
+	return ps
 }
 
 // kvClient returns a client for the workload, speaking the cluster's
@@ -200,19 +247,25 @@ func (jc *jepsenCluster) statuses() ([]status, []bool) {
 }
 
 // usableLeader returns the node that leads with writes enabled and that a
-// majority of the cluster names as leader, or -1.
+// majority of the voters in its configuration name as leader, or -1.
 func (jc *jepsenCluster) usableLeader(st []status, ok []bool) int {
 	for i := range st {
 		if !ok[i] || st[i].State != "Leader" || !st[i].Writable {
 			continue
 		}
-		agree := 0
-		for j := range st {
-			if ok[j] && st[j].Leader == st[i].Raft {
-				agree++
+		agree, voters := 0, 0
+		for _, sv := range st[i].Servers {
+			if sv.Suffrage != "Voter" {
+				continue
+			}
+			voters++
+			for j := range st {
+				if ok[j] && st[j].Raft == sv.ID && st[j].Leader == st[i].Raft {
+					agree++
+				}
 			}
 		}
-		if agree > len(jc.nodes)/2 {
+		if agree > voters/2 {
 			return i
 		}
 	}
@@ -338,11 +391,22 @@ type nemesis struct {
 	counts   map[string]int
 	problems []string // nodes found dead that the nemesis had not killed
 	schedule []string // every fault, when and for how long (writeRecord)
+
+	// out are the slots outside the configuration, longest out first;
+	// parked those of them the nemesis keeps down (never started, or
+	// wiped), the others run on as removed nodes.
+	out    []int
+	parked map[int]bool
+	// sameAddress: the next membership change brings back the node it
+	// removed (wiped) rather than another slot; it alternates, so both
+	// happen in a long run, and the two short runs (plain and TLS) begin
+	// with different ones.
+	sameAddress bool
 }
 
 func (nm *nemesis) kinds() []string {
-	k := []string{"kill", "pause", "partition", "replace", "oneway", "slow"}
-	if len(nm.jc.nodes) >= 5 {
+	k := []string{"kill", "pause", "partition", "replace", "member", "oneway", "slow"}
+	if nm.cfg.nodes >= 5 {
 		k = append(k, "split")
 	}
 	if *jepsenFaults != "" {
@@ -389,7 +453,10 @@ func (nm *nemesis) run(ctx context.Context) {
 // checkAlive notes nodes that died though no fault killed them (a crash, a
 // race report): the fault test fails on them.
 func (nm *nemesis) checkAlive() {
-	for _, p := range nm.jc.nodes {
+	for i, p := range nm.jc.nodes {
+		if nm.parked[i] {
+			continue
+		}
 		if !p.running() {
 			nm.mu.Lock()
 			nm.problems = append(nm.problems, fmt.Sprintf("%s exited by itself: %v", p.name, p.exitError()))
@@ -399,15 +466,92 @@ func (nm *nemesis) checkAlive() {
 	}
 }
 
-// victim picks a node, the leader half of the time (when there is one).
+// victim picks a member, the leader half the time (when there is one).
 func (nm *nemesis) victim(exclude ...int) int {
-	if l := nm.jc.leaderIndex(); l >= 0 && !slices.Contains(exclude, l) && nm.rng.IntN(2) == 0 {
+	members := nm.jc.members()
+	if l := nm.jc.leaderIndex(); l >= 0 && nm.jc.isMember(l) && !slices.Contains(exclude, l) && nm.rng.IntN(2) == 0 {
 		return l
 	}
 	for {
-		if i := nm.rng.IntN(len(nm.jc.nodes)); !slices.Contains(exclude, i) {
+		if i := members[nm.rng.IntN(len(members))]; !slices.Contains(exclude, i) {
 			return i
 		}
+	}
+}
+
+// follower picks a member other than the leader and exclude (any member
+// if none is left).
+func (nm *nemesis) follower(exclude ...int) int {
+	members := nm.jc.members()
+	l := nm.jc.leaderIndex()
+	for _, i := range nm.rng.Perm(len(members)) {
+		if m := members[i]; m != l && !slices.Contains(exclude, m) {
+			return m
+		}
+	}
+	return members[0]
+}
+
+// leave removes member i with /leave, sent to whichever node leads (the
+// leader may remove itself), retried until the removal is committed.
+func (nm *nemesis) leave(i int) error {
+	nodes := nm.jc.nodes
+	path := "/leave?peerAddress=" + nodes[i].raftAdv
+	return poll(30*time.Second, func() error {
+		l := nm.jc.leaderIndex()
+		if l < 0 {
+			return fmt.Errorf("no leader")
+		}
+		r, err := nodes[l].call(path)
+		if err != nil || r.code != http.StatusOK {
+			return fmt.Errorf("/leave of %s through %s: %d %q %v", nodes[i].name, nodes[l].name, r.code, r.body, err)
+		}
+		return nil
+	})
+}
+
+// poll is waitFor for goroutines other than the test's (where t.Fatal may
+// not be called): nil, or cond's last error once timeout has passed.
+func poll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// addVoter starts slot j with no state and -join through a follower, and
+// waits until the leader's configuration lists it as a voter, so that the
+// nemesis's idea of the membership is the cluster's.
+func (nm *nemesis) addVoter(j int) {
+	nodes := nm.jc.nodes
+	p := nodes[j]
+	p.kill()
+	if err := os.RemoveAll(p.dir); err != nil {
+		nm.t.Errorf("wipe %s: %v", p.name, err)
+	}
+	via := nodes[nm.follower(j)]
+	p.start("-join", via.http, "-join-timeout", "10m")
+	nm.jc.setMember(j, true)
+	delete(nm.parked, j)
+	nm.out = slices.DeleteFunc(nm.out, func(k int) bool { return k == j })
+	if err := poll(time.Minute, func() error {
+		st, ok := nm.jc.statuses()
+		l := nm.jc.usableLeader(st, ok)
+		if l < 0 {
+			return fmt.Errorf("no usable leader")
+		}
+		for _, sv := range st[l].Servers {
+			if sv.ID == p.raftAdv && sv.Suffrage == "Voter" {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s's configuration has no %s", nodes[l].name, p.raftAdv)
+	}); err != nil {
+		nm.t.Errorf("nemesis: %s joined through %s: %v", p.name, via.name, err)
 	}
 }
 
@@ -427,7 +571,7 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 	switch kind {
 	case "kill":
 		victims := []int{nm.victim()}
-		if len(nodes) >= 5 && nm.rng.IntN(2) == 0 {
+		if len(nm.jc.members()) >= 5 && nm.rng.IntN(2) == 0 {
 			victims = append(victims, nm.victim(victims...))
 		}
 		var names []string
@@ -453,8 +597,38 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 		if err := os.RemoveAll(nodes[i].dir); err != nil {
 			nm.t.Errorf("wipe %s: %v", nodes[i].name, err)
 		}
-		via := nodes[(i+1+nm.rng.IntN(len(nodes)-1))%len(nodes)]
+		via := nodes[nm.victim(i)]
 		undo = func() { nodes[i].start("-join", via.http, "-join-timeout", "10m") }
+	case "member":
+		// Membership under fire: /leave removes a voter (the leader half
+		// the time), and for the fault's length the cluster runs one
+		// short; then a node with no state joins through a follower:
+		// either the one just removed, wiped (a replacement under the
+		// same address), or another slot (an address new to the cluster,
+		// or one removed earlier), while the removed one runs on as a
+		// non-member, which must refuse everything.
+		i := nm.victim()
+		desc = "remove " + nm.describe(i) + " with /leave"
+		if err := nm.leave(i); err != nil {
+			nm.t.Errorf("nemesis: %v", err)
+			undo = func() {}
+			break
+		}
+		nm.jc.setMember(i, false)
+		j := i
+		if len(nm.out) > 0 && !nm.sameAddress {
+			j = nm.out[0]
+		}
+		nm.out = append(nm.out, i)
+		if j == i {
+			desc += ", then wipe it and rejoin it through a follower"
+			kind += "/same-address"
+		} else {
+			desc += fmt.Sprintf(", then %s joins with no state through a follower", nodes[j].name)
+			kind += "/other-slot"
+		}
+		nm.sameAddress = !nm.sameAddress
+		undo = func() { nm.addVoter(j) }
 	case "oneway":
 		// Messages lost in one direction only: the leader's to the
 		// followers (they stop hearing it, it still hears them), or the
@@ -462,11 +636,11 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 		// do not).
 		l := nm.jc.leaderIndex()
 		if l < 0 {
-			l = nm.rng.IntN(len(nodes))
+			l = nm.victim()
 		}
 		fromLeader := nm.rng.IntN(2) == 0
 		var pairs [][2]int
-		for i := range nodes {
+		for _, i := range nm.jc.members() {
 			switch {
 			case i == l:
 			case fromLeader:
@@ -491,8 +665,8 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 		undo = nm.jc.net.heal
 	case "pause":
 		i := nm.jc.leaderIndex()
-		if i < 0 {
-			i = nm.rng.IntN(len(nodes))
+		if i < 0 || !nm.jc.isMember(i) {
+			i = nm.victim()
 		}
 		desc = "SIGSTOP " + nm.describe(i)
 		nodes[i].signal(syscall.SIGSTOP)
@@ -507,7 +681,7 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 	case "split":
 		// A minority that holds the leader half of the time.
 		minority := []int{nm.victim()}
-		for len(minority) < (len(nodes)-1)/2 {
+		for len(minority) < (len(nm.jc.members())-1)/2 {
 			minority = append(minority, nm.victim(minority...))
 		}
 		sides := make([]int, len(nodes))
@@ -640,16 +814,20 @@ func (w *workload) finalReads(t *testing.T) map[string]kvOutput {
 	return got
 }
 
-// waitQuiescent waits until every node has the same log, committed and
+// waitQuiescent waits until every member has the same log, committed and
 // applied: nothing a client sent can still change the data.
 func (jc *jepsenCluster) waitQuiescent(t *testing.T) {
 	t.Helper()
-	waitFor(t, time.Minute, "every node to have applied the same log", func() error {
-		st, ok := jc.statuses()
-		for i := range st {
-			if !ok[i] {
-				return fmt.Errorf("%s does not answer", jc.nodes[i].name)
+	waitFor(t, time.Minute, "every member to have applied the same log", func() error {
+		var st []status
+		for _, p := range jc.memberProcs() {
+			s, ok := jc.quickStatus(p.http)
+			if !ok {
+				return fmt.Errorf("%s does not answer", p.name)
 			}
+			st = append(st, s)
+		}
+		for i := range st {
 			s := st[i]
 			if s.LastLogIndex != st[0].LastLogIndex || s.CommitIndex != s.LastLogIndex || s.AppliedIndex != s.CommitIndex {
 				return fmt.Errorf("%s: last %d commit %d applied %d; %s: last %d", s.Node, s.LastLogIndex, s.CommitIndex, s.AppliedIndex, st[0].Node, st[0].LastLogIndex)
@@ -659,8 +837,8 @@ func (jc *jepsenCluster) waitQuiescent(t *testing.T) {
 	})
 }
 
-// waitSameMap waits until every node's own (stale) reads give want for every
-// key, and its key count matches.
+// waitSameMap waits until every member's own (stale) reads give want for
+// every key, and its key count matches.
 func (jc *jepsenCluster) waitSameMap(t *testing.T, want map[string]kvOutput) {
 	t.Helper()
 	present := 0
@@ -669,8 +847,8 @@ func (jc *jepsenCluster) waitSameMap(t *testing.T, want map[string]kvOutput) {
 			present++
 		}
 	}
-	waitFor(t, time.Minute, "every node to hold the map the strong reads saw", func() error {
-		for _, p := range jc.nodes {
+	waitFor(t, time.Minute, "every member to hold the map the strong reads saw", func() error {
+		for _, p := range jc.memberProcs() {
 			for k, o := range want {
 				r, err := p.call("/get?key=" + k)
 				if err != nil {
@@ -690,6 +868,46 @@ func (jc *jepsenCluster) waitSameMap(t *testing.T, want map[string]kvOutput) {
 		}
 		return nil
 	})
+}
+
+// checkNonMembers: only members hold the map. The configuration lists
+// exactly the members; a removed node that still runs refuses reads with
+// 503 not a member and says so in /status; a parked slot does not run.
+func (jc *jepsenCluster) checkNonMembers(t *testing.T, parked map[int]bool) {
+	t.Helper()
+	var want []string
+	for _, p := range jc.memberProcs() {
+		want = append(want, p.raftAdv)
+	}
+	slices.Sort(want)
+	s, err := jc.memberProcs()[0].status()
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var got []string
+	for _, sv := range s.Servers {
+		got = append(got, sv.ID)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("configuration %v, want exactly the members %v", got, want)
+	}
+	for i, p := range jc.nodes {
+		switch {
+		case jc.isMember(i):
+		case parked[i]:
+			if p.running() {
+				t.Errorf("%s runs, though the nemesis parked it", p.name)
+			}
+		default:
+			if r, err := p.call("/get?key=k0"); err != nil || r.code != http.StatusServiceUnavailable || r.body != "not a member\n" {
+				t.Errorf("removed %s answers a read with %d %q (%v), want 503 not a member", p.name, r.code, r.body, err)
+			}
+			if s, err := p.status(); err != nil || s.Member {
+				t.Errorf("removed %s: /status member %v (%v), want false", p.name, s.Member, err)
+			}
+		}
+	}
 }
 
 func TestJepsen(t *testing.T) { runJepsen(t, false) }
@@ -723,7 +941,8 @@ func runJepsen(t *testing.T, secure bool) {
 	for i := 0; i < cfg.keys; i++ {
 		w.keys = append(w.keys, fmt.Sprintf("k%d", i))
 	}
-	nm := &nemesis{t: t, jc: jc, h: h, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, 1<<32)), counts: map[string]int{}, began: time.Now()}
+	nm := &nemesis{t: t, jc: jc, h: h, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, 1<<32)), counts: map[string]int{}, began: time.Now(),
+		out: []int{cfg.nodes}, parked: map[int]bool{cfg.nodes: true}, sameAddress: secure}
 	mon := &leaderMonitor{jc: jc, h: h, interval: 100 * time.Millisecond, logf: t.Logf}
 	// A failed run leaves its record beside porcupine's visualization, so
 	// it can be read without running it again.
@@ -767,10 +986,11 @@ func runJepsen(t *testing.T, secure bool) {
 	// must come together and agree.
 	jc.net.heal()
 	nm.checkAlive()
-	jc.waitConverged(2 * time.Minute)
+	(&cluster{t: t, nodes: jc.memberProcs()}).waitConverged(2 * time.Minute)
 	jc.waitQuiescent(t)
 	final := w.finalReads(t)
 	jc.waitSameMap(t, final)
+	jc.checkNonMembers(t, nm.parked)
 	stopMon()
 	<-monDone
 	t.Logf("jepsen: every node holds the same %d keys after %v; checking the history", len(final), time.Since(began).Round(100*time.Millisecond))
