@@ -111,10 +111,11 @@ func (c jepsenConfig) String() string {
 		c.mode, c.nodes, c.clients, c.keys, reads, c.duration, c.reqTimeout, c.seed, c.seed)
 }
 
-// jepsenCluster is a cluster whose Raft traffic goes through raftNet.
-// Its nodes are slots: the members, plus one that starts outside the
-// configuration, so the nemesis can add a voter with an address the
-// cluster never had and remove one without shrinking it for good.
+// jepsenCluster is a cluster whose Raft traffic goes through raftNet. Its
+// nodes are slots: the members, and for the fault test one more that starts
+// outside the configuration (addSpare), so the nemesis can add a voter with
+// an address the cluster never had and remove one without shrinking the
+// cluster for good.
 type jepsenCluster struct {
 	*cluster
 	net   *raftNet
@@ -123,12 +124,14 @@ type jepsenCluster struct {
 	secure       *secureClient
 	statusClient *http.Client
 
+	setup func(i int, p *proc) // proxy (and TLS) for slot i
+
 	mu     sync.Mutex
 	member []bool // the slot is a voter (or joining as one), as the nemesis made it
 }
 
-// startJepsenCluster starts n nodes behind cuttable proxies, and prepares a
-// further slot (not started); secure runs them with mutual TLS on Raft,
+// startJepsenCluster starts n nodes behind cuttable proxies (with room in
+// the network for a spare); secure runs them with mutual TLS on Raft,
 // HTTPS and a token.
 func startJepsenCluster(t *testing.T, n int, secure bool) *jepsenCluster {
 	t.Helper()
@@ -152,21 +155,30 @@ func startJepsenCluster(t *testing.T, n int, secure bool) *jepsenCluster {
 		}
 	}
 	c := startCluster(t, n, setup)
-	spare := newProc(t, fmt.Sprintf("node%d", n+1))
-	setup(n, spare)
-	c.nodes = append(c.nodes, spare)
 	// A short timeout: a paused node must not hold up the nemesis or the
 	// leader monitor for long.
-	jc := &jepsenCluster{cluster: c, net: nw, names: map[string]string{}, statusClient: &http.Client{Timeout: time.Second}}
+	jc := &jepsenCluster{cluster: c, net: nw, names: map[string]string{}, statusClient: &http.Client{Timeout: time.Second}, setup: setup}
 	if secure {
 		jc.secure = c.nodes[0].secure
 		jc.statusClient.Transport = jc.secure.client.Transport
 	}
-	for i, p := range c.nodes {
+	for _, p := range c.nodes {
 		jc.names[p.http] = p.name
-		jc.member = append(jc.member, i < n)
+		jc.member = append(jc.member, true)
 	}
 	return jc
+}
+
+// addSpare adds a slot outside the configuration, not started; it returns
+// its index.
+func (jc *jepsenCluster) addSpare(t *testing.T) int {
+	i := len(jc.nodes)
+	p := newProc(t, fmt.Sprintf("node%d", i+1))
+	jc.setup(i, p)
+	jc.nodes = append(jc.nodes, p)
+	jc.names[p.http] = p.name
+	jc.setMember(i, false)
+	return i
 }
 
 // members lists the slots in the configuration, in slot order.
@@ -191,6 +203,9 @@ func (jc *jepsenCluster) isMember(i int) bool {
 func (jc *jepsenCluster) setMember(i int, in bool) {
 	jc.mu.Lock()
 	defer jc.mu.Unlock()
+	for len(jc.member) <= i {
+		jc.member = append(jc.member, false)
+	}
 	jc.member[i] = in
 }
 
@@ -538,6 +553,15 @@ func (nm *nemesis) addVoter(j int) {
 	nm.jc.setMember(j, true)
 	delete(nm.parked, j)
 	nm.out = slices.DeleteFunc(nm.out, func(k int) bool { return k == j })
+	nm.waitVoter(j, via)
+}
+
+// waitVoter waits until the leader's configuration lists slot j, which
+// joined through via, as a voter: until then a /leave of it could come
+// before its join and be undone by it.
+func (nm *nemesis) waitVoter(j int, via *proc) {
+	nodes := nm.jc.nodes
+	p := nodes[j]
 	if err := poll(time.Minute, func() error {
 		st, ok := nm.jc.statuses()
 		l := nm.jc.usableLeader(st, ok)
@@ -598,7 +622,10 @@ func (nm *nemesis) act(ctx context.Context, kind string) {
 			nm.t.Errorf("wipe %s: %v", nodes[i].name, err)
 		}
 		via := nodes[nm.victim(i)]
-		undo = func() { nodes[i].start("-join", via.http, "-join-timeout", "10m") }
+		undo = func() {
+			nodes[i].start("-join", via.http, "-join-timeout", "10m")
+			nm.waitVoter(i, via)
+		}
 	case "member":
 		// Membership under fire: /leave removes a voter (the leader half
 		// the time), and for the fault's length the cluster runs one
@@ -925,6 +952,7 @@ func runJepsen(t *testing.T, secure bool) {
 	cfg := jepsenConfigFromFlags()
 	t.Logf("jepsen: %v (TLS and token: %v)", cfg, secure)
 	jc := startJepsenCluster(t, cfg.nodes, secure)
+	spare := jc.addSpare(t)
 	t.Logf("jepsen: cluster of %d up after %v", cfg.nodes, time.Since(began).Round(100*time.Millisecond))
 
 	h := &history{}
@@ -942,7 +970,7 @@ func runJepsen(t *testing.T, secure bool) {
 		w.keys = append(w.keys, fmt.Sprintf("k%d", i))
 	}
 	nm := &nemesis{t: t, jc: jc, h: h, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, 1<<32)), counts: map[string]int{}, began: time.Now(),
-		out: []int{cfg.nodes}, parked: map[int]bool{cfg.nodes: true}, sameAddress: secure}
+		out: []int{spare}, parked: map[int]bool{spare: true}, sameAddress: secure}
 	mon := &leaderMonitor{jc: jc, h: h, interval: 100 * time.Millisecond, logf: t.Logf}
 	// A failed run leaves its record beside porcupine's visualization, so
 	// it can be read without running it again.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // options are the command line, as in the original stcache plus the contract.
@@ -33,6 +34,7 @@ type options struct {
 	joinTimeout       time.Duration
 	snapshotInterval  time.Duration
 	snapshotThreshold uint64
+	trailingLogs      uint64
 	logLevel          string
 	tokenFile         string
 	tls               tlsFiles
@@ -59,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.joinTimeout, "join-timeout", time.Minute, "how long a new node keeps trying to -join before it gives up")
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 20*time.Second, "how often Raft checks whether to take a snapshot")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 2, "log entries since the last snapshot that make a snapshot due")
+	fs.Uint64Var(&o.trailingLogs, "trailing-logs", raft.DefaultConfig().TrailingLogs, "log entries kept behind each snapshot (Raft TrailingLogs); a follower further behind is sent the snapshot")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	maxMemory := fs.String("max-memory", "1GiB", "most bytes of keys plus values the map may hold (KiB, MiB, GiB or plain bytes; 0: no limit); the leader refuses writes past it with 507")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/")
@@ -229,6 +232,7 @@ func serve(o *options, log hclog.Logger) error {
 		OnBatch:           met.observeBatch,
 		SnapshotInterval:  o.snapshotInterval,
 		SnapshotThreshold: o.snapshotThreshold,
+		TrailingLogs:      o.trailingLogs,
 		Logger:            log,
 	})
 	if err != nil {

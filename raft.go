@@ -18,8 +18,9 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// applyTimeout bounds how long a write waits to be enqueued and committed
-// before the node gives up on it (the write may still happen: a 5xx).
+// applyTimeout bounds how long a write waits to be enqueued, and then to be
+// committed, before the node gives up on it (the write may still happen: a
+// 5xx).
 const applyTimeout = 10 * time.Second
 
 // nodeConfig is everything the node needs from the command line.
@@ -36,6 +37,7 @@ type nodeConfig struct {
 	OnBatch           func(int) // hears the writes per Raft entry (metrics), or nil
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
+	TrailingLogs      uint64 // log entries kept behind a snapshot
 	Logger            hclog.Logger
 }
 
@@ -162,16 +164,23 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	if err := checkSnapshots(cfg.Dir); err != nil {
 		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 1, log.Named("snapshot"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 1, log.Named("snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store in %s: %w", cfg.Dir, err)
 	}
+	// A failed snapshot must not leave its partial files behind (snapshot.go).
+	snaps := &tidySnapshotStore{SnapshotStore: fileSnaps, dir: filepath.Join(cfg.Dir, "snapshots")}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.RaftAdvertise)
 	rc.Logger = log.Named("raft")
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	// -trailing-logs, raft's 10240 unless set: how far a follower may lag
+	// and still catch up from the log rather than from a snapshot. Lower
+	// values bound the log on disk; crash_test.go uses 16 to make raft
+	// send a snapshot (InstallSnapshot) within seconds.
+	rc.TrailingLogs = cfg.TrailingLogs
 	// Per-peer metrics as labels only: the legacy form also puts each
 	// peer's address into a metric name (one family per peer on /metrics).
 	rc.NoLegacyTelemetry = true
@@ -391,8 +400,19 @@ func (n *node) waitFuture(f raft.Future, timeout <-chan time.Time) error {
 // applyEntry is the committer's way into Raft: one entry, committed and
 // applied here, and its log index, or an error.
 func (n *node) applyEntry(data []byte) (uint64, error) {
+	// Apply's own timeout bounds only the wait to enqueue: a leader whose
+	// followers cannot store the entry (their disks are full) keeps it
+	// uncommitted for as long as it leads, so the wait for the commit is
+	// bounded here (TestFullDisk), and the writers get a 5xx (the entry
+	// may still commit later).
+	timer := time.NewTimer(applyTimeout)
+	defer timer.Stop()
 	f := n.raft.Apply(data, applyTimeout)
-	if err := f.Error(); err != nil {
+	switch err := n.waitFuture(f, timer.C); {
+	case errors.Is(err, errStopping):
+		// The entry is with Raft: not a refusal, an unknown outcome.
+		return 0, errAbandoned
+	case err != nil:
 		return 0, err
 	}
 	if err, ok := f.Response().(error); ok {

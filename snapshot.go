@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc64"
 	"io"
 	"io/fs"
 	"os"
@@ -385,10 +387,11 @@ func appendJSONString(dst []byte, s string) []byte {
 // snapshot whose meta.json does not parse; once the log was compacted behind
 // that snapshot, the node then panicked on the first entry it could not
 // find, in a loop. A state.bin shorter or longer than its meta.json says
-// (a torn copy, a full disk) is caught here too, before raft's CRC check
-// would make it skip the snapshot. Directories ending in .tmp are snapshots
-// that were never finished: raft ignores them, and so does this check.
-// Nothing is changed on disk.
+// (a torn copy, a full disk), or whose bytes do not match the CRC that
+// meta.json records (checkCRC), is caught here too, before raft's own CRC
+// check would make it skip the snapshot. Directories ending in .tmp are
+// snapshots that were never finished: raft ignores them, and so does this
+// check. Nothing is changed on disk.
 func checkSnapshots(dir string) error {
 	root := filepath.Join(dir, "snapshots")
 	entries, err := os.ReadDir(root)
@@ -407,17 +410,99 @@ func checkSnapshots(dir string) error {
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w; refusing to start (nothing was changed)", snap, err)
 		}
-		var meta raft.SnapshotMeta
+		// raft's file store writes its SnapshotMeta plus the CRC of
+		// state.bin (its fileSnapshotMeta, which it does not export).
+		var meta struct {
+			raft.SnapshotMeta
+			CRC []byte
+		}
 		if err := json.Unmarshal(b, &meta); err != nil {
 			return fmt.Errorf("snapshot %s: meta.json is not valid: %v; refusing to start (nothing was changed)", snap, err)
 		}
-		st, err := os.Stat(filepath.Join(snap, "state.bin"))
+		f, err := os.Open(filepath.Join(snap, "state.bin"))
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w; refusing to start (nothing was changed)", snap, err)
 		}
-		if st.Size() != meta.Size {
-			return fmt.Errorf("snapshot %s: state.bin has %d bytes, meta.json says %d; refusing to start (nothing was changed)", snap, st.Size(), meta.Size)
+		st, err := f.Stat()
+		if err == nil && st.Size() != meta.Size {
+			err = fmt.Errorf("state.bin has %d bytes, meta.json says %d", st.Size(), meta.Size)
+		}
+		if err == nil {
+			err = checkCRC(f, meta.CRC)
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("snapshot %s: %v; refusing to start (nothing was changed)", snap, err)
 		}
 	}
 	return nil
+}
+
+// checkCRC verifies state.bin against the CRC-64 (ECMA) that raft recorded
+// in meta.json, as raft's own Open does. Without it, a state.bin garbled
+// without a change of size (or a garbled CRC) stopped the node with only
+// "start raft (data dir …): failed to load any existing snapshots": no
+// snapshot named, the reason only in an earlier log line of raft's.
+func checkCRC(state io.Reader, want []byte) error {
+	h := crc64.New(crc64.MakeTable(crc64.ECMA))
+	if _, err := io.Copy(h, state); err != nil {
+		return fmt.Errorf("read state.bin: %w", err)
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, want) {
+		return fmt.Errorf("state.bin does not match the CRC in meta.json (computed %x, recorded %x): one of them is damaged", got, want)
+	}
+	return nil
+}
+
+// tidySnapshotStore is raft's FileSnapshotStore, except that a snapshot that
+// fails leaves nothing behind. raft's store leaves its "<id>.tmp" directory
+// when Create cannot write meta.json, and when Cancel's flush fails, which it
+// always does after a failed write (its bufio.Writer keeps the error, and
+// finalize returns before closing or removing anything). On a full disk that
+// left, at every snapshot interval, a directory, and once the partial
+// state.bin of the first failure: it took the last free bytes (so a disk too
+// small for a snapshot became too full for log entries) and stayed there
+// after space was freed, since nothing ever removes a ".tmp" directory
+// (TestFullDisk). The file handle raft leaks on that path is closed by the
+// garbage collector (os.File's finalizer), which is when the space comes
+// back. Two snapshots of this store never share a term and index (one is
+// taken at a time, and a snapshot installed from the leader is always past
+// this node's applied index), so the glob below removes only the failed one.
+type tidySnapshotStore struct {
+	raft.SnapshotStore
+	dir string // <data dir>/snapshots
+}
+
+func (s *tidySnapshotStore) Create(version raft.SnapshotVersion, index, term uint64, conf raft.Configuration,
+	confIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := s.SnapshotStore.Create(version, index, term, conf, confIndex, trans)
+	if err != nil {
+		dirs, _ := filepath.Glob(filepath.Join(s.dir, fmt.Sprintf("%d-%d-*.tmp", term, index)))
+		for _, d := range dirs {
+			_ = os.RemoveAll(d) // best effort: the error returned is Create's
+		}
+		return nil, err
+	}
+	return &tidySink{SnapshotSink: sink, tmp: filepath.Join(s.dir, sink.ID()+".tmp")}, nil
+}
+
+// tidySink removes its temporary directory when the snapshot fails. After a
+// successful Close the directory has been renamed, and there is none.
+type tidySink struct {
+	raft.SnapshotSink
+	tmp string
+}
+
+func (s *tidySink) Cancel() error {
+	err := s.SnapshotSink.Cancel()
+	_ = os.RemoveAll(s.tmp) // best effort; raft's own Cancel removes it when it can
+	return err
+}
+
+func (s *tidySink) Close() error {
+	err := s.SnapshotSink.Close()
+	if err != nil {
+		_ = os.RemoveAll(s.tmp) // the snapshot is not there: raft's error says why
+	}
+	return err
 }
