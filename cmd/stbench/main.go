@@ -107,6 +107,7 @@ type config struct {
 	raw        bool
 	wrk        bool   // -client wrk: stale gets by wrk, plus the bare reference
 	serveBare  string // hidden: be the bare reference server on this address
+	bareLike   bool   // hidden: ... with stcached's server timeouts and Content-Type
 	scale      bool
 	target     string // targetStcache, targetTutorial or targetHraftd
 	certs      string // -certs: run the nodes with TLS from this dir (make certs)
@@ -150,7 +151,7 @@ func main() {
 		os.Exit(2)
 	}
 	if cfg.serveBare != "" {
-		fmt.Fprintln(os.Stderr, serveBare(cfg.serveBare))
+		fmt.Fprintln(os.Stderr, serveBare(cfg.serveBare, cfg.bareLike))
 		os.Exit(1)
 	}
 	// SIGINT and SIGTERM cancel the run; the deferred cleanup in run then
@@ -181,12 +182,13 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.valueSize, "value-size", 100, "value size in bytes")
 	wl := fs.String("workloads", defaultWorkloads, "comma-separated workloads to run, in order: <set|get|strong|mix><clients>")
 	fs.IntVar(&cfg.preloadCon, "preload-clients", 64, "concurrent clients for the preload")
-	clientKind := fs.String("client", "nethttp", "HTTP client: nethttp (net/http, a shared Transport), raw (one connection per client, written and read by its own goroutine: far less load-generator CPU), or wrk (stale gets only, by the C load generator wrk, followed by the same load on a bare net/http handler for reference)")
+	clientKind := fs.String("client", "nethttp", "HTTP client: nethttp (net/http, a shared Transport), raw (one connection per client, written and read by its own goroutine: far less load-generator CPU), or wrk (stale gets only, by the C load generator wrk, followed by the same load on a bare net/http handler, and on one with stcached's timeouts and Content-Type, for reference)")
 	fs.StringVar(&cfg.tmp, "tmp", "", "directory for the nodes' temporary data dirs (default: the system's temp dir); it decides which disk fsyncs")
 	fs.BoolVar(&cfg.scale, "scale", false, "after the workloads, report the leader's last snapshot (time, state.bin size) and restart a follower, timing until it serves again (stcache only; use with a large -keys)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (node data and logs) and print its path")
 	fs.StringVar(&cfg.certs, "certs", "", "run the nodes with mutual TLS and HTTPS, from this directory made by make certs (127.0.0.1.pem, 127.0.0.1-key.pem, ca.pem); stcache only")
 	fs.StringVar(&cfg.serveBare, "serve-bare", "", "(internal) serve the bare reference handler on this address")
+	fs.BoolVar(&cfg.bareLike, "serve-bare-timeouts", false, "(internal) with -serve-bare: stcached's server timeouts and Content-Type")
 	fs.StringVar(&cfg.tokenFile, "token-file", "", "run the nodes with this -token-file, and send its token; stcache only")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `stbench: start a fresh local 3-node stcache cluster and measure it.
@@ -512,25 +514,14 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		}
 	}
 	if len(wrkRows) > 0 {
-		// The reference, in the same sitting: the same wrk load against a
-		// bare net/http handler that writes 100 bytes.
-		addr, barePID, stopBare, err := startBare(ctx)
-		if err != nil {
-			return err
-		}
-		for _, wr := range wrkRows {
-			cpu0 := procCPU(barePID)
-			ref, err := runWrk(ctx, cfg, dir, addr, "/get?key=k", wr.w.clients)
-			if err != nil {
-				stopBare()
+		// The references, in the same sitting: the same wrk load against a
+		// bare net/http handler that writes 100 bytes, then against one
+		// with stcached's server settings.
+		for _, like := range []bool{false, true} {
+			if err := runBare(ctx, cfg, dir, out, row, wrkRows, like, &notes); err != nil {
 				return err
 			}
-			cpu := perOp(procCPU(barePID)-cpu0, int64(ref.rps*cfg.duration.Seconds()))
-			fmt.Fprintf(out, row, "bare"+strconv.Itoa(wr.w.clients), strconv.Itoa(wr.w.clients), strconv.FormatFloat(ref.rps, 'f', 0, 64),
-				ms(ref.p50), ms(ref.p90), ms(ref.p99), "-", strconv.FormatInt(ref.errors, 10), "-", cpu, cpu, "-")
-			notes = append(notes, fmt.Sprintf("%s: %.2f× the bare net/http handler (%s)", wr.w.name, wr.rps/ref.rps, cfg.target))
 		}
-		stopBare()
 	}
 	fmt.Fprintln(out)
 	if cfg.target == targetStcache {
@@ -1530,4 +1521,31 @@ func (h *histogram) quantile(q float64) time.Duration {
 		}
 	}
 	return h.max
+}
+
+// runBare runs the wrk rows' loads against a bare reference server (with
+// stcached's timeouts and Content-Type when like) and notes each row's
+// ratio to it.
+func runBare(ctx context.Context, cfg *config, dir string, out io.Writer, row string, rows []wrkRow, like bool, notes *[]string) error {
+	addr, barePID, stopBare, err := startBare(ctx, like)
+	if err != nil {
+		return err
+	}
+	defer stopBare()
+	name, what := "bare", "the bare net/http handler"
+	if like {
+		name, what = "bare+t", "a bare handler with stcached's timeouts and Content-Type"
+	}
+	for _, wr := range rows {
+		cpu0 := procCPU(barePID)
+		ref, err := runWrk(ctx, cfg, dir, addr, "/get?key=k", wr.w.clients)
+		if err != nil {
+			return err
+		}
+		cpu := perOp(procCPU(barePID)-cpu0, int64(ref.rps*cfg.duration.Seconds()))
+		fmt.Fprintf(out, row, name+strconv.Itoa(wr.w.clients), strconv.Itoa(wr.w.clients), strconv.FormatFloat(ref.rps, 'f', 0, 64),
+			ms(ref.p50), ms(ref.p90), ms(ref.p99), "-", strconv.FormatInt(ref.errors, 10), "-", cpu, cpu, "-")
+		*notes = append(*notes, fmt.Sprintf("%s: %.2f× %s (%s)", wr.w.name, wr.rps/ref.rps, what, cfg.target))
+	}
+	return nil
 }

@@ -105,16 +105,30 @@ var bareBody = []byte(strings.Repeat("b", 99) + "\n")
 
 // serveBare is the bare reference: net/http with one handler that writes a
 // fixed body, nothing else. stbench runs it as a child process (-serve-bare)
-// so that it, like the nodes, has its own CPU accounting.
-func serveBare(addr string) error {
-	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+// so that it, like the nodes, has its own CPU accounting. With timeouts it
+// also has stcached's server settings (a read-header and an idle timeout,
+// which cost a deadline change per request) and sets the Content-Type as
+// stcached does (which costs net/http a header copy): the part of the
+// distance to the bare handler that stcached keeps on purpose.
+func serveBare(addr string, timeouts bool) error {
+	srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write(bareBody)
-	}))
+	})}
+	if timeouts {
+		textPlain := []string{"text/plain; charset=utf-8"}
+		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header()["Content-Type"] = textPlain
+			_, _ = w.Write(bareBody)
+		})
+		// As in stcached's main.go.
+		srv.ReadHeaderTimeout, srv.IdleTimeout = 10*time.Second, 2*time.Minute
+	}
+	return srv.ListenAndServe()
 }
 
 // startBare starts `stbench -serve-bare` on a free port and waits until it
 // answers; stop ends it.
-func startBare(ctx context.Context) (addr string, pid int, stop func(), err error) {
+func startBare(ctx context.Context, timeouts bool) (addr string, pid int, stop func(), err error) {
 	addr, err = freeAddr()
 	if err != nil {
 		return "", 0, nil, err
@@ -123,7 +137,7 @@ func startBare(ctx context.Context) (addr string, pid int, stop func(), err erro
 	if err != nil {
 		return "", 0, nil, err
 	}
-	cmd := exec.Command(self, "-serve-bare", addr)
+	cmd := exec.Command(self, "-serve-bare", addr, "-serve-bare-timeouts="+strconv.FormatBool(timeouts))
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
