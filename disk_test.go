@@ -111,6 +111,8 @@ func (ns *diskNS) mount(p *proc) {
 		ns.t.Fatal(err)
 	}
 	ns.run("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", diskFSSize), "tmpfs", p.dir)
+	// The node runs in the namespace: nsenter execs the daemon there.
+	p.wrap = []string{"nsenter", "-t", strconv.Itoa(ns.pid), "-m", "--"}
 	// The namespace sees the tmpfs there; the rest of the machine does not.
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", ns.pid))
 	if err != nil {
@@ -159,51 +161,6 @@ func (ns *diskNS) unfill(p *proc) {
 	if err := os.Remove(ns.view(filepath.Join(p.dir, "filler"))); err != nil {
 		ns.t.Fatal(err)
 	}
-}
-
-// start is proc.start, inside the namespace (nsenter execs the daemon, so
-// the process is the daemon itself and proc's kill, stop and running work).
-func (ns *diskNS) start(p *proc, extra ...string) {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		select {
-		case <-p.exited:
-		default:
-			p.t.Fatalf("%s: start while running", p.name)
-		}
-	}
-	p.extra = extra
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		p.t.Fatalf("%s: log file: %v", p.name, err)
-	}
-	fmt.Fprintf(logf, "=== start %s %s\n", p.name, strings.Join(p.args(extra...), " "))
-	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(ns.pid), "-m", "--", daemonPath}, p.args(extra...)...)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 exitcode=66")
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		p.t.Fatalf("%s: start: %v", p.name, err)
-	}
-	p.cmd, p.paused = cmd, false
-	exited := make(chan struct{})
-	p.exited = exited
-	go func() {
-		err := cmd.Wait()
-		logf.Close()
-		p.mu.Lock()
-		p.exitErr = err
-		p.mu.Unlock()
-		close(exited)
-	}()
-}
-
-// diskLastStart is p's log since its last start.
-func diskLastStart(p *proc) string {
-	log := p.readLog()
-	return log[strings.LastIndex(log, "=== start ")+1:]
 }
 
 // diskSnapshot is a node's one finished snapshot, checked the way raft
@@ -335,7 +292,7 @@ func diskAllRunning(t *testing.T, nodes []*proc, when string) {
 	t.Helper()
 	for _, p := range nodes {
 		if !p.running() {
-			log := diskLastStart(p)
+			log := logSince(p)
 			if len(log) > 3000 {
 				log = log[len(log)-3000:]
 			}
@@ -386,9 +343,9 @@ func TestFullDisk(t *testing.T) {
 		ns.mount(nodes[i])
 	}
 	c := &cluster{t: t, nodes: nodes}
-	ns.start(nodes[0], "-bootstrap")
+	nodes[0].start("-bootstrap")
 	for _, p := range nodes[1:] {
-		ns.start(p, "-join", nodes[0].http)
+		p.start("-join", nodes[0].http)
 	}
 	c.waitConverged(60 * time.Second)
 	w := &diskWrites{t: t, nodes: nodes, acked: map[string]string{}, client: &http.Client{
@@ -436,7 +393,7 @@ func TestFullDisk(t *testing.T) {
 	})
 	noSpace := func() int {
 		n := 0
-		for _, line := range strings.Split(diskLastStart(f), "\n") {
+		for _, line := range strings.Split(logSince(f), "\n") {
 			if strings.Contains(line, "failed to take snapshot") && strings.Contains(line, "no space left on device") {
 				n++
 			}
@@ -472,10 +429,10 @@ func TestFullDisk(t *testing.T) {
 	})
 	t.Logf("phase 1: %s's snapshots fail for lack of space; %s intact", f.name, after.id)
 	f.kill()
-	ns.start(f, f.extra...)
+	f.restart()
 	waitFor(t, 30*time.Second, f.name+" to restart from "+before.id+" on its tight disk", func() error {
 		diskAllRunning(t, nodes, "restart on a tight disk")
-		if log := diskLastStart(f); !strings.Contains(log, "restored from snapshot: id="+before.id) {
+		if log := logSince(f); !strings.Contains(log, "restored from snapshot: id="+before.id) {
 			return errors.New("not restored from it (yet)")
 		}
 		return diskHasValue(f, "tight2", "small")
@@ -513,7 +470,7 @@ func TestFullDisk(t *testing.T) {
 	// step down again (its log is as long as the others'), until another
 	// node wins and writes go on through the two that can store them.
 	old := leader
-	stepDowns := strings.Count(diskLastStart(old), "failed to commit logs")
+	stepDowns := strings.Count(logSince(old), "failed to commit logs")
 	ns.fill(old, 0)
 	filled := time.Now()
 	outcomes := map[string]int{}
@@ -535,7 +492,7 @@ func TestFullDisk(t *testing.T) {
 		return fmt.Errorf("%s through %s", outcome, l.name)
 	})
 	t.Logf("phase 4: %s's disk full: writes ok through %s after %v; %s stepped down %d times; attempts: %v", old.name, next.name,
-		time.Since(filled).Round(time.Millisecond), old.name, strings.Count(diskLastStart(old), "failed to commit logs")-stepDowns, outcomes)
+		time.Since(filled).Round(time.Millisecond), old.name, strings.Count(logSince(old), "failed to commit logs")-stepDowns, outcomes)
 	if err := diskHasValue(old, "mark", "3"); err != nil {
 		t.Fatalf("read on %s with its disk full: %v", old.name, err)
 	}
@@ -627,7 +584,7 @@ func TestFullDisk(t *testing.T) {
 		return nil
 	})
 	t.Logf("phase 6: space freed: writes ok again after %v (%s down)", time.Since(freed).Round(time.Millisecond), next.name)
-	ns.start(next, next.extra...)
+	next.restart()
 	last := w.keys[len(w.keys)-1]
 	for _, p := range nodes {
 		waitValue(t, p, last, w.acked[last])
@@ -638,7 +595,7 @@ func TestFullDisk(t *testing.T) {
 		p.stop()
 	}
 	for _, p := range nodes {
-		ns.start(p, p.extra...)
+		p.restart()
 	}
 	c.waitConverged(60 * time.Second)
 	leader = c.leader()

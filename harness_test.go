@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,15 +101,19 @@ func ephemeralLow() int {
 
 // proc is one stcached process.
 type proc struct {
-	t        testing.TB
-	name     string
-	http     string
-	raft     string // listen address
-	raftAdv  string // advertised address (= raft unless behind a proxy)
-	dir      string
-	logPath  string
-	extra    []string // flags beyond the addresses, for restarts
-	base     []string // flags of every start (TLS, token)
+	t       testing.TB
+	name    string
+	http    string
+	raft    string // listen address
+	raftAdv string // advertised address (= raft unless behind a proxy)
+	dir     string
+	logPath string
+	extra   []string // flags beyond the addresses, for restarts
+	base    []string // flags of every start (TLS, token)
+	// wrap, when set, is the command the daemon is started under, which
+	// must exec it (nsenter into the full-disk test's mount namespace), so
+	// that the process is the daemon and kill, stop and running work.
+	wrap     []string
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -170,7 +175,8 @@ func (p *proc) start(extra ...string) {
 		p.t.Fatalf("%s: log file: %v", p.name, err)
 	}
 	fmt.Fprintf(logf, "=== start %s %s\n", p.name, strings.Join(p.args(extra...), " "))
-	cmd := exec.Command(daemonPath, p.args(extra...)...)
+	argv := append(append(slices.Clone(p.wrap), daemonPath), p.args(extra...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1 exitcode=66")
 	if err := cmd.Start(); err != nil {
