@@ -278,8 +278,7 @@ func startRefused(t *testing.T, p *proc) (string, int) {
 // A snapshot file damaged on disk (truncated or garbled, meta.json or
 // state.bin, including damage that keeps every size right) stops the node
 // at start with one line saying which snapshot and what is wrong, and
-// nothing under snapshots/ changes. TestRefusesDamagedSnapshot covers a
-// garbled meta.json and a torn state.bin; these are the rest.
+// nothing under snapshots/ changes.
 func TestCrashDamagedSnapshotRefused(t *testing.T) {
 	skipCrashInShort(t)
 	p := newProc(t, "node1")
@@ -345,6 +344,7 @@ func TestCrashDamagedSnapshotRefused(t *testing.T) {
 		beside  bool // with the older snapshot beside it
 	}{
 		{"meta.json empty", meta, func([]byte) []byte { return nil }, "meta.json is not valid", false},
+		{"meta.json garbled", meta, func([]byte) []byte { return []byte("garbage{") }, "meta.json is not valid", false},
 		{"meta.json truncated", meta, func(b []byte) []byte { return b[:len(b)/2] }, "meta.json is not valid", false},
 		{"meta.json CRC garbled", meta, func(b []byte) []byte {
 			// The CRC is base64 in "CRC":"...": change its first letter.
@@ -358,6 +358,7 @@ func TestCrashDamagedSnapshotRefused(t *testing.T) {
 			return b
 		}, "does not match the CRC", false},
 		{"state.bin empty", state, func([]byte) []byte { return nil }, "state.bin has 0 bytes", false},
+		{"state.bin torn in half", state, func(b []byte) []byte { return b[:len(b)/2] }, "state.bin has", false},
 		{"state.bin garbled, same size", state, flipLetter, "does not match the CRC", false},
 		{"state.bin garbled at the start, same size", state, func(b []byte) []byte {
 			b = append([]byte(nil), b...)
