@@ -219,6 +219,7 @@ func serve(o *options, log hclog.Logger) error {
 		ln.Close()
 		return fmt.Errorf("metrics: %w", err)
 	}
+	joins := newJoiner(tlsConf, token)
 	n, err := openNode(nodeConfig{
 		Name:              o.node,
 		Dir:               o.dir,
@@ -228,6 +229,7 @@ func serve(o *options, log hclog.Logger) error {
 		Bootstrap:         o.bootstrap,
 		Joining:           o.join != "",
 		TLS:               tlsConf,
+		Peers:             joins,
 		MaxMemory:         o.maxMemory,
 		OnBatch:           met.observeBatch,
 		SnapshotInterval:  o.snapshotInterval,
@@ -259,7 +261,6 @@ func serve(o *options, log hclog.Logger) error {
 	}
 	go func() { served <- srv.Serve(ln) }()
 	hlog.Info("serving "+scheme, "addr", ln.Addr().String())
-	joins := newJoiner(tlsConf, token)
 
 	if o.join != "" {
 		if n.HadState() {

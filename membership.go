@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -184,16 +185,52 @@ func (n *node) raftErr(what string, err error) error {
 // member (a node that joins may briefly hold an older configuration from
 // the leader's snapshot) or if it started from state of its own (a removed
 // node restarted). It becomes one again if it is added back.
+//
+// A follower removed while it could not hear the leader never receives the
+// entry that removes it: raft makes one last attempt to replicate up to it,
+// then stops sending it anything. Its own configuration still lists it, and
+// it hears from nobody. So a member that has known no leader for a while
+// asks the others (askLeader): a leader in this node's term or a later one
+// whose configuration lacks this node proves it was removed, until this
+// node's own configuration changes.
 func (n *node) watchMembership() {
 	defer close(n.membersDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-n.stopWatch
+		cancel()
+	}()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	seenSelf := false
+	lastLeader, lastAsk := time.Now(), time.Time{}
+	// gone: a leader said this node is gone, while this node's own
+	// configuration was goneIn (raft does not say which index that is).
+	gone, goneIn := false, ""
 	for {
-		if servers, err := n.configuration(); err == nil {
+		cf := n.raft.GetConfiguration()
+		if err := cf.Error(); err == nil {
+			servers := cf.Configuration().Servers
 			_, in := findMemberByID(servers, n.cfg.RaftAdvertise)
 			seenSelf = seenSelf || in
 			removed := len(servers) > 0 && !in && (seenSelf || n.hadState)
+			if gone && fmt.Sprint(servers) != goneIn {
+				gone = false // our own configuration moved on: it decides again
+			}
+			now := time.Now()
+			if n.leaderID() != "" {
+				lastLeader = now
+			}
+			if !removed && !gone && in && n.cfg.Peers != nil &&
+				now.Sub(lastLeader) > 3*time.Second && now.Sub(lastAsk) > 2*time.Second {
+				lastAsk = now
+				if leader := n.askLeader(ctx, servers); leader != "" {
+					n.log.Info("the leader's configuration no longer lists this node", "leader", leader)
+					gone, goneIn = true, fmt.Sprint(servers)
+				}
+			}
+			removed = removed || gone
 			if n.removed.Swap(removed) != removed {
 				if removed {
 					n.writable.Store(false)
@@ -209,6 +246,31 @@ func (n *node) watchMembership() {
 			return
 		}
 	}
+}
+
+// askLeader asks the other servers of this node's configuration for their
+// /status, and returns the name of one that leads in this node's term or a
+// later one and whose configuration lacks this node, or "".
+func (n *node) askLeader(ctx context.Context, servers []raft.Server) string {
+	term := n.raft.CurrentTerm()
+	for _, sv := range servers {
+		addr := n.fsm.peerHTTP(string(sv.ID))
+		if string(sv.ID) == n.cfg.RaftAdvertise || addr == "" {
+			continue
+		}
+		st, err := n.cfg.Peers.status(ctx, addr)
+		if err != nil || st.State != "Leader" || !st.Member || st.Term < term {
+			continue
+		}
+		listed := false
+		for _, s := range st.Servers {
+			listed = listed || s.ID == n.cfg.RaftAdvertise
+		}
+		if !listed {
+			return st.Node
+		}
+	}
+	return ""
 }
 
 func findMemberByID(servers []raft.Server, id string) (raft.Server, bool) {
@@ -275,6 +337,30 @@ func newJoiner(t *tlsSetup, token string) *joiner {
 		},
 	}
 	return j
+}
+
+// status reads a member's /status, waiting at most a second.
+func (j *joiner) status(ctx context.Context, addr string) (status, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.scheme+addr+"/status", nil)
+	if err != nil {
+		return status{}, err
+	}
+	if j.token != "" {
+		req.Header.Set("Authorization", "Bearer "+j.token)
+	}
+	resp, err := j.client.Do(req)
+	if err != nil {
+		return status{}, err
+	}
+	defer resp.Body.Close()
+	var st status
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("status of %s: %s", addr, resp.Status)
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st)
+	return st, err
 }
 
 func (j *joiner) ask(ctx context.Context, log hclog.Logger, joinAddr string, params url.Values) error {

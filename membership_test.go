@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,41 @@ func TestRemovedNodeStopsServing(t *testing.T) {
 	notMember(f[0])
 	f[0].stop()
 	l.stop()
+}
+
+// A follower removed while it is cut off never receives the entry that
+// removes it (raft tries once, then stops sending it anything), so its own
+// configuration still lists it. Once it can reach the others again, it asks
+// them, learns from the leader that it is gone, and refuses as a non-member
+// instead of serving its frozen map as a member.
+func TestRemovedWhileCutOff(t *testing.T) {
+	jc := startJepsenCluster(t, 3, false)
+	l := jc.leader()
+	l.expect("/set?key=k&value=v1", 200, "ok\n")
+	f := jc.followers()[0]
+	waitValue(t, f, "k", "v1")
+	fi := slices.Index(jc.nodes, f)
+	jc.net.isolate(fi, cutReset)
+	l.expect("/leave?peerAddress="+f.raftAdv, 200, "ok")
+	l.expect("/set?key=k&value=v2", 200, "ok\n")
+	jc.net.heal()
+	waitFor(t, 20*time.Second, f.name+" to learn it was removed", func() error {
+		r, err := f.call("/get?key=k")
+		if err != nil {
+			return err
+		}
+		if r.code != 503 || r.body != "not a member\n" {
+			return fmt.Errorf("get: %d %q", r.code, r.body)
+		}
+		return nil
+	})
+	if s, err := f.status(); err != nil || s.Member {
+		t.Fatalf("%s status: member=%v, %v", f.name, s.Member, err)
+	}
+	if !strings.Contains(f.readLog(), "the leader's configuration no longer lists this node") {
+		t.Fatalf("%s learned it some other way; its log:\n%s", f.name, f.readLog())
+	}
+	l.expect("/get?key=k&consistency=strong", 200, "v2\n")
 }
 
 // A node whose disk was wiped must not vote with a forgotten history. The

@@ -33,6 +33,7 @@ type nodeConfig struct {
 	Bootstrap         bool
 	Joining           bool      // started with -join
 	TLS               *tlsSetup // nil: plain TCP and HTTP
+	Peers             *joiner   // how to ask other members over HTTP (scheme, TLS, token); nil: never
 	MaxMemory         int64     // bytes of keys and values the leader admits; 0: no limit
 	OnBatch           func(int) // hears the writes per Raft entry (metrics), or nil
 	SnapshotInterval  time.Duration
