@@ -127,6 +127,7 @@ func (benchStore) Get(string, bool) (string, bool, error) {
 func (benchStore) Join(string, string, bool) (uint64, error) { return 0, nil }
 func (benchStore) Leave(string) (uint64, error)              { return 0, nil }
 func (benchStore) Status() status                            { return status{} }
+func (benchStore) Members() []server                         { return nil }
 
 // discardWriter is a ResponseWriter that keeps nothing, so the allocations
 // counted are the handler's, not a recorder's.

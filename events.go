@@ -137,9 +137,6 @@ func (h *hub) serveEvents(w http.ResponseWriter, r *http.Request, first func() m
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-cache")
-	// The stream carries no keys or values, so any page may read it: the
-	// page one node serves subscribes to every member.
-	hd.Set("Access-Control-Allow-Origin", "*")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 

@@ -42,6 +42,7 @@ type store interface {
 	Join(raftAddr, httpAddr string, fresh bool) (index uint64, err error)
 	Leave(raftAddr string) (index uint64, err error)
 	Status() status
+	Members() []server
 }
 
 // api serves the contract's HTTP endpoints.
@@ -50,14 +51,20 @@ type api struct {
 	events *hub
 	log    hclog.Logger
 	sec    security
+	origin *originPolicy
+	relay  *relay
 }
 
 // security is how the API is exposed: the scheme of the Location headers it
-// writes (https when TLS is on) and the token that guards the endpoints
-// that read or change data or membership ("" = none, as in the tutorial).
+// writes (https when TLS is on), the token that guards the endpoints that
+// read or change data or membership ("" = none, as in the tutorial), and who
+// may send requests (origin.go: nil allows any Host and origin, for tests
+// of the handlers alone).
 type security struct {
-	https bool
-	token string
+	https  bool
+	token  string
+	origin *originPolicy
+	peers  *joiner // how this node calls members (relay.go); nil: plain HTTP
 }
 
 // uiFiles is the live view: plain files, embedded so the binary serves it
@@ -66,51 +73,126 @@ type security struct {
 //go:embed ui
 var uiFiles embed.FS
 
+// route is one row of the routing table: what a path needs before its
+// handler runs.
+type route struct {
+	path    string
+	h       http.HandlerFunc
+	token   bool // needs the token, when there is one
+	changes bool // changes state: a browser may send it only from a member's page
+	cors    bool // a page served by another member may call it (and read the answer)
+}
+
 // newHandler is the API's one routing table. extra adds routes served as
 // they are, outside the token (/metrics, /debug/pprof/); nil adds none.
+//
+// Every request goes through the same checks in the same order: its Host
+// (every path), then the token, then the cross-site check (routes that change
+// state), then its method and parameters, then the node's refusal or redirect.
 func newHandler(s store, events *hub, log hclog.Logger, sec security, extra map[string]http.Handler) http.Handler {
-	a := &api{store: s, events: events, log: log, sec: sec}
-	mux := http.NewServeMux()
-	for pattern, h := range extra {
-		mux.Handle(pattern, h)
+	peers := sec.peers
+	if peers == nil {
+		peers = newJoiner(nil, "")
 	}
-	guard := func(h http.HandlerFunc) http.HandlerFunc { return requireToken(sec.token, h) }
-	// GET everywhere, as in the tutorial; HEAD only where nothing changes.
-	// The token, when there is one, is checked before anything else; /status,
-	// /events and /ui carry no keys or values and stay open.
-	mux.HandleFunc("/set", cors(guard(a.methods(a.set, http.MethodGet, http.MethodPost))))
-	getH := guard(a.get)
-	mux.HandleFunc("/get", getH)
-	mux.HandleFunc("/delete", cors(guard(a.methods(a.del, http.MethodGet, http.MethodPost))))
-	mux.HandleFunc("/join", guard(a.methods(a.join, http.MethodGet)))
-	mux.HandleFunc("/leave", guard(a.methods(a.leave, http.MethodGet)))
-	mux.HandleFunc("/status", a.methods(a.status, http.MethodGet, http.MethodHead))
-	mux.HandleFunc("/events", a.methods(a.streamEvents, http.MethodGet))
+	a := &api{store: s, events: events, log: log, sec: sec, origin: sec.origin, relay: newRelay(peers, events.done)}
 	ui, err := fs.Sub(uiFiles, "ui")
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
-	files := http.StripPrefix("/ui/", http.FileServer(http.FS(ui)))
-	mux.Handle("/ui/", files)
-	mux.HandleFunc("/ui", func(w http.ResponseWriter, r *http.Request) {
-		r.URL.Path = "/ui/"
-		files.ServeHTTP(w, r)
-	})
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/ui", http.StatusFound)
-	})
-	return &routed{mux: mux, get: getH}
+	files := uiHeaders(http.StripPrefix("/ui/", http.FileServer(http.FS(ui))))
+	// GET everywhere, as in the tutorial; HEAD only where nothing changes.
+	// /status, /events and /ui carry no keys or values and need no token.
+	routes := []route{
+		{path: "/set", h: a.methods(a.set, http.MethodGet, http.MethodPost), token: true, changes: true, cors: true},
+		{path: "/get", h: a.get, token: true},
+		{path: "/delete", h: a.methods(a.del, http.MethodGet, http.MethodPost), token: true, changes: true, cors: true},
+		{path: "/join", h: a.methods(a.join, http.MethodGet), token: true, changes: true},
+		{path: "/leave", h: a.methods(a.leave, http.MethodGet), token: true, changes: true},
+		{path: "/status", h: a.methods(a.status, http.MethodGet, http.MethodHead)},
+		{path: "/events", h: a.methods(a.streamEvents, http.MethodGet), cors: true},
+		{path: "/ui/", h: files.ServeHTTP},
+		{path: "/ui", h: func(w http.ResponseWriter, r *http.Request) {
+			r.URL.Path = "/ui/"
+			files.ServeHTTP(w, r)
+		}},
+		{path: "/{$}", h: func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/ui", http.StatusFound)
+		}},
+	}
+	mux := http.NewServeMux()
+	for pattern, h := range extra {
+		mux.Handle(pattern, h)
+	}
+	var getH http.HandlerFunc
+	for _, rt := range routes {
+		h := a.checked(rt)
+		mux.HandleFunc(rt.path, h)
+		if rt.path == "/get" {
+			getH = h
+		}
+	}
+	return &routed{mux: mux, get: getH, origin: sec.origin}
 }
 
-// routed sends /get, the hot path, straight to its handler, and everything
-// else through the ServeMux: the mux's pattern matching was 2% of a stale
-// get's CPU under load. The mux still holds /get, so both ways agree.
+// checked wraps a route's handler in the checks its row asks for, in the
+// contract's order (the Host check, common to every path, is in routed).
+func (a *api) checked(rt route) http.HandlerFunc {
+	h := rt.h
+	if rt.changes {
+		h = a.sameSite(h)
+	}
+	if rt.token {
+		h = requireToken(a.sec.token, h)
+	}
+	if rt.cors {
+		h = a.cors(h)
+	}
+	return h
+}
+
+// sameSite refuses a state-changing request that a browser sent for a page
+// that is not a member's (or an allowed origin's): an <img> or a form on a
+// stranger's site must change nothing.
+func (a *api) sameSite(h http.HandlerFunc) http.HandlerFunc {
+	if a.origin == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.origin.crossSite(r.Header, r.Host) {
+			text(w, http.StatusForbidden, "forbidden: cross-site request\n")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// uiHeaders sends the page with a policy that runs only its own script
+// files (no inline script, no eval), so a value that slipped into the DOM
+// as markup still cannot run, and forbids guessing content types.
+func uiHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src *; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// routed checks every request's Host first, then sends /get, the hot path,
+// straight to its handler, and everything else through the ServeMux: the
+// mux's pattern matching was 2% of a stale get's CPU under load. The mux
+// still holds /get, so both ways agree.
 type routed struct {
-	mux *http.ServeMux
-	get http.HandlerFunc
+	mux    *http.ServeMux
+	get    http.HandlerFunc
+	origin *originPolicy
 }
 
 func (h *routed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.origin != nil && !h.origin.knownHost(r.Host) {
+		text(w, http.StatusForbidden, "forbidden: unknown host\n")
+		return
+	}
 	if r.URL.Path == "/get" {
 		h.get(w, r)
 		return
@@ -118,18 +200,27 @@ func (h *routed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// cors lets a page served by one member write through another (the live
-// view's write form sends to the leader) and read the index of its write.
-// Reads of values stay same-origin: only writes and their "ok" are shared.
-func cors(h http.HandlerFunc) http.HandlerFunc {
+// cors lets a page served by one member call another (the live view's
+// write form sends to the leader; it subscribes to every member's events)
+// and read the index of its write. Only members' pages and -allow-origin
+// get an answer they may read: the origin is echoed, never "*". Reads of
+// values stay same-origin.
+func (a *api) cors(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && (a.origin == nil || a.origin.allowedOrigin(origin, r.Host))
 		hd := w.Header()
-		hd.Set("Access-Control-Allow-Origin", "*")
-		hd.Set("Access-Control-Expose-Headers", "X-Raft-Index, X-Raft-Leader, Location")
+		hd.Add("Vary", "Origin")
+		if allowed {
+			hd.Set("Access-Control-Allow-Origin", origin)
+			hd.Set("Access-Control-Expose-Headers", "X-Raft-Index, X-Raft-Leader, Location")
+		}
 		if r.Method == http.MethodOptions {
-			hd.Set("Access-Control-Allow-Methods", "GET, POST")
-			hd.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
-			hd.Set("Access-Control-Max-Age", "600")
+			if allowed {
+				hd.Set("Access-Control-Allow-Methods", "GET, POST")
+				hd.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Stcache-Forward")
+				hd.Set("Access-Control-Max-Age", "600")
+			}
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -139,8 +230,13 @@ func cors(h http.HandlerFunc) http.HandlerFunc {
 
 // streamEvents is GET /events: this node's Raft, as Server-Sent Events,
 // opening with its status (node = Raft server ID, as in every event; the
-// name goes in "name").
-func (a *api) streamEvents(w http.ResponseWriter, r *http.Request, _ url.Values) {
+// name goes in "name"). With node=<server ID> of another member, that
+// member's stream, relayed (relay.go).
+func (a *api) streamEvents(w http.ResponseWriter, r *http.Request, p url.Values) {
+	if id := p.Get("node"); id != "" && id != a.events.node {
+		a.relayEvents(w, r, id)
+		return
+	}
 	a.events.serveEvents(w, r, func() map[string]any {
 		st := a.store.Status()
 		b, err := json.Marshal(st)
@@ -254,7 +350,7 @@ func (a *api) set(w http.ResponseWriter, r *http.Request, p url.Values) {
 	}
 	index, err := a.store.Set(k, v, ttl)
 	if err != nil {
-		a.fail(w, r, err)
+		a.failWrite(w, r, p, err)
 		return
 	}
 	setIndex(w, index)
@@ -277,7 +373,7 @@ func (a *api) del(w http.ResponseWriter, r *http.Request, p url.Values) {
 	}
 	index, err := a.store.Delete(k)
 	if err != nil {
-		a.fail(w, r, err)
+		a.failWrite(w, r, p, err)
 		return
 	}
 	setIndex(w, index)
@@ -452,6 +548,17 @@ func (a *api) status(w http.ResponseWriter, _ *http.Request, _ url.Values) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(append(b, '\n')) // a client that hung up is not our error
+}
+
+// failWrite is fail for /set and /delete, which a follower forwards to the
+// leader instead of redirecting when the client asks for it (relay.go).
+func (a *api) failWrite(w http.ResponseWriter, r *http.Request, p url.Values, err error) {
+	var ref *refusal
+	if wantsForward(r) && errors.As(err, &ref) && ref.LeaderHTTP != "" {
+		a.forwardWrite(w, r, p, ref.LeaderHTTP)
+		return
+	}
+	a.fail(w, r, err)
 }
 
 // fail maps a node error to its status code and body: the one place where

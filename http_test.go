@@ -166,6 +166,7 @@ func (s *memStore) Get(k string, strong bool) (string, bool, error) {
 func (s *memStore) Join(r, h string, fresh bool) (uint64, error) { return 0, nil }
 func (s *memStore) Leave(r string) (uint64, error)               { return 0, &refusal{} }
 func (s *memStore) Status() status                               { return status{} }
+func (s *memStore) Members() []server                            { return nil }
 
 func FuzzHTTPRequest(f *testing.F) {
 	const token = "0123456789abcdef-fuzz"

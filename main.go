@@ -40,6 +40,7 @@ type options struct {
 	tls               tlsFiles
 	maxMemory         int64
 	pprof             bool
+	allowOrigins      []string
 }
 
 func main() {
@@ -66,6 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	maxMemory := fs.String("max-memory", "1GiB", "most bytes of keys plus values the map may hold (KiB, MiB, GiB or plain bytes; 0: no limit); the leader refuses writes past it with 507")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/")
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join and /leave then need \"Authorization: Bearer <token>\", and -join sends it")
+	allowOrigin := fs.String("allow-origin", "", "comma-separated origins (http(s)://host:port) of pages that may change state here, besides the members' own pages (e.g. a lab page server)")
 	fs.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate of this node (with -tls-key and -tls-ca): Raft over mutual TLS, the API over HTTPS")
 	fs.StringVar(&o.tls.key, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&o.tls.ca, "tls-ca", "", "PEM certificate of the CA that signs every node's certificate")
@@ -121,6 +123,9 @@ Flags:
 	}
 	if o.raftAdvertise, err = advertised("-raft", o.raftAddr, o.raftAdvertise); err != nil {
 		return nil, err
+	}
+	if o.allowOrigins, err = parseAllowOrigins(*allowOrigin); err != nil {
+		return nil, fmt.Errorf("-allow-origin %w", err)
 	}
 	if o.join != "" && !validAddr(o.join) {
 		return nil, fmt.Errorf("-join %q: want host:port of a member's HTTP API", o.join)
@@ -244,7 +249,11 @@ func serve(o *options, log hclog.Logger) error {
 	met.watchCache(n.cache.Bytes, n.cache.Len)
 	hlog := log.Named("http")
 	srv := &http.Server{
-		Handler:           met.instrument(newHandler(n, n.Events(), hlog, security{https: tlsConf != nil, token: token}, extraRoutes(met, o.pprof))),
+		Handler: met.instrument(newHandler(n, n.Events(), hlog, security{
+			https: tlsConf != nil, token: token,
+			origin: newOriginPolicy([]string{o.httpAddr, o.httpAdvertise, o.raftAddr, o.raftAdvertise}, o.allowOrigins, n.Members),
+			peers:  joins,
+		}, extraRoutes(met, o.pprof))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          hlog.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),

@@ -574,15 +574,23 @@ func (n *node) Status() status {
 	if _, err := fmt.Sscan(n.raft.Stats()["last_snapshot_index"], &snapIdx); err == nil {
 		st.LastSnapshotIndex = snapIdx
 	}
+	st.Servers = n.Members()
+	return st
+}
+
+// Members is the Raft configuration this node knows (it may include an
+// uncommitted change), with each member's HTTP address where known.
+func (n *node) Members() []server {
+	servers := []server{}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, s := range cf.Configuration().Servers {
-			st.Servers = append(st.Servers, server{
+			servers = append(servers, server{
 				ID: string(s.ID), Address: string(s.Address), Suffrage: s.Suffrage.String(),
 				HTTP: n.fsm.peerHTTP(string(s.ID)),
 			})
 		}
 	}
-	return st
+	return servers
 }
 
 // BeginShutdown makes every request waiting on Raft (a strong read's
