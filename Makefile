@@ -59,7 +59,8 @@ cluster: build
 	  [ -n "$$ok" ] || { echo "node$$i not up after 30s; see $$log"; exit 1; }; \
 	  echo "node$$i started: http 127.0.0.1:600$$((i-1)), raft 127.0.0.1:700$$((i-1)), pid $$(cat $(CLUSTER)/node$$i.pid)"; \
 	done
-	@echo "logs and data in ./$(CLUSTER)/; try:"
+	@echo "logs and data in ./$(CLUSTER)/; watch it live: http://127.0.0.1:6001/ (browsers refuse port 6000)"
+	@echo "try:"
 	@echo "  curl '127.0.0.1:6000/set?key=ping&value=pong'"
 	@echo "  curl '127.0.0.1:6001/get?key=ping'"
 	@echo "  curl 127.0.0.1:6002/status"
@@ -67,7 +68,7 @@ cluster: build
 
 # The tutorial's section 4 as a narrated walkthrough on the make cluster nodes
 # (it starts any that are not running): each step says what to watch in
-# http://127.0.0.1:6000/ui and waits for Enter. AUTO=1 runs it unattended and
+# http://127.0.0.1:6001/ui and waits for Enter. AUTO=1 runs it unattended and
 # checks every step (cmd/demo's test does that on a cluster of its own).
 demo: build
 	$(GO) run ./cmd/demo -bin $(BIN) -dir $(CLUSTER) $(if $(filter 1,$(AUTO)),-auto)

@@ -81,7 +81,8 @@ Start a cluster (as in the tutorial):
 
 API: /set?key=K&value=V[&ttl=30s]  /get?key=K[&consistency=strong]  /delete?key=K
      /join?peerAddress=R[&httpAddress=H]  /leave?peerAddress=R  /status
-     /events (Server-Sent Events)  /ui (the live view: open http://127.0.0.1:6000/)
+     /events (Server-Sent Events)  /ui (the live view: open http://127.0.0.1:6001/;
+     browsers refuse port 6000)
 
 Off loopback: -token-file guards the API, -tls-cert/-tls-key/-tls-ca put Raft
 on mutual TLS and the API on HTTPS (make certs HOSTS=... makes the files).

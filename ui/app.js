@@ -60,6 +60,8 @@ function ensureNode(id) {
       lastLog: 0, commit: 0, applied: 0, snap: 0, leader: "",
       open: false, everOpen: false, reportedDown: false, lostAt: null, leftLeaderAt: 0,
       es: null, retry: 0,
+      // How the page reaches its stream (see "streams" below).
+      via: null, routes: [], rerouting: 0, directBlocked: false, triedVia: [],
     };
     nodes.set(id, n);
     addNodeFilter(n);
@@ -72,16 +74,31 @@ const nameOf = (id) => (nodes.get(id) && nodes.get(id).name) || id || "?";
 const majority = () => Math.floor(order.length / 2) + 1;
 const openMembers = () => members().filter((n) => n.open);
 
-// The state a test or a user's script sees: a node whose stream is closed is
-// "Unreachable" to us, whatever it last said about itself.
-const shownState = (n) => (n.open ? n.role || "Follower" : "Unreachable");
+// Who says that node id leads: the members we hear, each of which names
+// its leader. Their names, for "leader, per node2 and node3".
+const reportersOf = (id) => openMembers().filter((m) => m.id !== id && m.leader === id);
 
-// The leader the page believes in: a reachable node that says it leads. After
-// a partition two nodes may both say so; the higher term is the real one.
+// The state a test or a user's script sees. A node whose stream we cannot
+// open is drawn from what the others say: the leader they follow is a
+// Leader (reported), any other is Unreachable to us, whatever it last said.
+function shownState(n) {
+  if (n.open) return n.role || "Follower";
+  return reportersOf(n.id).length ? "Leader" : "Unreachable";
+}
+
+// The leader the page believes in: a node we hear that says it leads (after
+// a partition two may say so; the higher term is the real one), else the one
+// the nodes we hear follow, at the highest term any of them reports.
 function clusterLeader() {
   let best = null;
   for (const n of openMembers()) {
     if (n.role === "Leader" && (!best || n.term > best.term)) best = n;
+  }
+  if (best) return best;
+  let term = -1;
+  for (const m of openMembers()) {
+    const l = nodes.get(m.leader);
+    if (l && order.includes(l.id) && m.term > term) { best = l; term = m.term; }
   }
   return best;
 }
@@ -104,6 +121,7 @@ function applyServers(servers) {
     if (s.http && s.http !== n.http) {
       closeStream(n);
       n.http = s.http;
+      n.directBlocked = false;
     }
   }
   for (const id of order) if (!ids.includes(id)) removeMember(nodes.get(id));
@@ -119,10 +137,41 @@ function removeMember(n) {
 }
 
 // ------------------------------------------------------------------ streams
+//
+// Each member's stream comes straight from it when the browser can reach it,
+// else relayed by a member the browser can reach (GET /events?node=<ID> on
+// that member). Browsers refuse some ports outright: 6000, the tutorial's
+// node1, is X11's, so Chrome, Firefox and Safari will not open it. A route is
+// "direct" (null) or the member that relays.
+//
+// A stream that breaks is tried again at once by every route; only when
+// none opens is the node lost to us. So a relay that dies does not make the
+// nodes it relayed look dead.
+
+function streamURL(n, via) {
+  return via ? `${SCHEME}//${via.http}/events?node=${encodeURIComponent(n.id)}` : `${SCHEME}//${n.http}/events`;
+}
+
+// The routes to try, best first: direct (unless the browser refused it while
+// a relay worked), then relays through members we hear directly, the one
+// that served this page first.
+function routesTo(n) {
+  const relays = members().filter((m) => m !== n && m.open && !m.via && m.http)
+    .sort((p, q) => (q.http === location.host) - (p.http === location.host));
+  return (n.directBlocked ? [] : [null]).concat(relays);
+}
 
 function openStream(n) {
   if (n.es || !n.http || !order.includes(n.id)) return;
-  const es = new EventSource(`${SCHEME}//${n.http}/events`);
+  clearTimeout(n.retry);
+  if (!n.routes.length) {
+    n.routes = routesTo(n);
+    n.triedVia = [];
+  }
+  const via = n.routes.shift() || null;
+  n.via = via;
+  if (via) n.triedVia.push(via.id);
+  const es = new EventSource(streamURL(n, via));
   n.es = es;
   for (const type of STREAM_TYPES) {
     es.addEventListener(type, (msg) => onStreamMessage(n, es, type, msg));
@@ -135,23 +184,48 @@ function closeStream(n) {
   if (n.es) n.es.close();
   n.es = null;
   n.open = false;
+  n.routes = [];
 }
 
-// A broken stream means the node died, or is not up yet. The browser would
-// retry by itself every ~3 s (and not at all after an answer that is not a
-// stream, such as a 503); we retry every second, so a restarted node shows
-// up quickly.
+// A stream did not open, or broke. Try the next route at once; when none is
+// left the node is lost to us, and we start over every second (the browser
+// would retry by itself every ~3 s, and never after an answer that is not a
+// stream, such as a relay's 502), so a restarted node shows up quickly.
 function onStreamError(n, es) {
   if (es !== n.es) return;
+  const wasOpen = n.open, via = n.via;
   es.close();
   n.es = null;
-  clearTimeout(n.retry);
+  n.open = false;
+  if (wasOpen) {
+    // Broken after it worked: reroute from scratch, quietly at first. Wait a
+    // moment so that a relay that died has its own stream marked broken.
+    n.rerouting = n.rerouting || Date.now();
+    n.routes = [];
+    n.retry = setTimeout(() => openStream(n), via ? 300 : 0);
+    scheduleRender();
+    return;
+  }
+  if (n.routes.length) {
+    openStream(n);
+    return;
+  }
+  // No route works. At the start, relays may only be connecting: wait for
+  // them before calling the node unreachable.
+  if (!n.everOpen && !n.triedVia.length && members().some((m) => m !== n && m.es && !m.open && !m.via)) {
+    n.retry = setTimeout(() => openStream(n), 300);
+    return;
+  }
   n.retry = setTimeout(() => openStream(n), 1000);
-  if (n.open) {
-    nodeLost(n);
+  if (n.rerouting) {
+    const since = n.rerouting;
+    n.rerouting = 0;
+    nodeLost(n, new Date(since));
   } else if (!n.reportedDown) {
     n.reportedDown = true;
-    addEntry("unreachable", n.id, `${b(n.id)} does not answer (its event stream cannot be opened)`);
+    const through = n.triedVia.length ? html`, nor through ${joinMarkup(n.triedVia.map(b), ", ")}` : "";
+    const tried = n.directBlocked ? html` (not through ${joinMarkup(n.triedVia.map(b), ", ")} either)` : html` (not directly${through})`;
+    addEntry("unreachable", n.id, html`${b(n.id)} does not answer: its event stream cannot be opened${tried}`);
   }
   scheduleRender();
 }
@@ -160,7 +234,8 @@ function onStreamMessage(n, es, type, msg) {
   if (es !== n.es) return;
   let ev;
   try { ev = JSON.parse(msg.data); } catch (e) { return; } // not ours to understand
-  const note = ev.dropped ? ` <span class="dropped">(${ev.dropped} earlier events from this node were dropped: the page fell behind)</span>` : "";
+  if (!ev || typeof ev !== "object") return;
+  const note = ev.dropped ? html` <span class="dropped">(${ev.dropped} earlier events from this node were dropped: the page fell behind)</span>` : "";
   HANDLERS[type](n, ev, note);
   scheduleRender();
 }
@@ -171,8 +246,11 @@ function onStreamMessage(n, es, type, msg) {
 const INDEX_FIELDS = { term: "term", last_log_index: "lastLog", commit_index: "commit",
   applied_index: "applied", last_snapshot_index: "snap", keys: "keys" };
 
+// Numbers from the wire are numbers here, whatever arrives (NaN reads as 0).
+const num = (v) => (Number.isFinite(Number(v)) ? Number(v) : 0);
+
 function copyIndices(n, ev) {
-  for (const [wire, ours] of Object.entries(INDEX_FIELDS)) if (wire in ev) n[ours] = ev[wire];
+  for (const [wire, ours] of Object.entries(INDEX_FIELDS)) if (wire in ev) n[ours] = num(ev[wire]);
   highestIndex = Math.max(highestIndex, n.lastLog);
   checkWrite(n);
 }
@@ -180,43 +258,55 @@ function copyIndices(n, ev) {
 const HANDLERS = {
   // First event of every (re)connection: the node's whole state.
   status(n, ev, note) {
-    const returning = n.everOpen;
+    const returning = n.everOpen, quietly = n.rerouting;
     n.open = n.everOpen = true;
     n.reportedDown = false;
-    n.name = ev.name || n.name;
-    n.role = ev.state;
-    n.leader = ev.leader || "";
+    n.rerouting = 0;
+    n.routes = [];
+    // The browser refused the direct route, a relay worked: skip it from now on.
+    if (n.via && n.triedVia.length === 1 && !n.directBlocked) n.directBlocked = true;
+    // A member we hear directly can relay the ones we cannot: try them now.
+    if (!n.via) for (const m of members()) if (m !== n && !m.open && !m.es) openStream(m);
+    const named = !n.name && ev.name;
+    n.name = String(ev.name || n.name || "");
+    n.role = String(ev.state || "");
+    n.leader = String(ev.leader || "");
     copyIndices(n, ev);
     refreshNodeFilterLabel(n);
+    if (named) renameMentions(n);
     // A (re)started leader reports its followers afresh.
     for (const key of hbFailing.keys()) if (key.startsWith(`${n.id} `)) hbFailing.delete(key);
     if (ev.member === false && order.includes(n.id) && order.length > 1) {
-      addEntry("reachable", n.id, `${b(n.id)} answers, but says it is no longer a member of the cluster${note}`);
+      addEntry("reachable", n.id, html`${b(n.id)} answers, but says it is no longer a member of the cluster${note}`);
       return;
     }
     // Trust a leader's configuration; another node's only if we have none.
-    if (ev.servers && ev.servers.length && (order.length <= 1 || ev.state === "Leader")) {
+    if (Array.isArray(ev.servers) && ev.servers.length && (order.length <= 1 || ev.state === "Leader")) {
       applyServers(ev.servers);
     }
-    if (returning) {
-      addEntry("reachable", n.id, `${b(n.id)} answers again (its event stream reopened): ${ev.state} in term ${ev.term}${note}`, ev.time);
+    const how = n.via ? html` <span class="by">(relayed by ${b(n.via.id)}: this browser cannot open ${n.http} itself)</span>` : "";
+    if (quietly) {
+      if (n.via) addEntry("reachable", n.id, html`${b(n.id)}'s stream now comes through ${b(n.via.id)}${note}`, ev.time);
+    } else if (returning) {
+      addEntry("reachable", n.id, html`${b(n.id)} answers again (its event stream reopened): ${ev.state} in term ${num(ev.term)}${how}${note}`, ev.time);
       if (!storyUnsettled()) setStory({ kind: "back", id: n.id });
     } else {
-      addEntry("reachable", n.id, `watching ${b(n.id)}: ${ev.state} in term ${ev.term}, log up to index ${ev.last_log_index}${note}`, ev.time);
+      addEntry("reachable", n.id, html`watching ${b(n.id)}: ${ev.state} in term ${num(ev.term)}, log up to index ${num(ev.last_log_index)}${how}${note}`, ev.time);
     }
   },
 
   // A role change: the heart of an election.
   state(n, ev, note) {
     const before = n.role;
+    const term = num(ev.term);
     // hashicorp/raft turns Candidate before it raises its term (with pre-vote,
     // only once the pre-vote succeeds): the election is for the next term.
-    const running = ev.term > clusterTerm() ? ev.term : ev.term + 1;
-    n.role = ev.state;
-    n.term = ev.term;
-    if (before === "Leader" && ev.state !== "Leader") n.leftLeaderAt = Date.now();
+    const running = term > clusterTerm() ? term : term + 1;
+    n.role = String(ev.state || "");
+    n.term = term;
+    if (before === "Leader" && n.role !== "Leader") n.leftLeaderAt = Date.now();
     const who = b(n.id);
-    if (ev.state === "Candidate") {
+    if (n.role === "Candidate") {
       const el = election(running);
       el.candidates.add(n.id);
       el.startedAt = el.startedAt || Date.now();
@@ -225,103 +315,107 @@ const HANDLERS = {
       const l = clusterLeader();
       const quick = (l && l !== n) || (story && story.kind === "leaderLost" && Date.now() - story.lostAt < HANDOVER_WINDOW_MS);
       const how = quick ? "becomes a candidate and" : "timed out waiting for the leader and";
-      addEntry("state", n.id, `${who} ${how} asks for votes in term ${running}${note}`, ev.time);
+      addEntry("state", n.id, html`${who} ${how} asks for votes in term ${running}${note}`, ev.time);
       // A candidate votes for itself and asks every other member.
       for (const m of members()) if (m.id !== n.id) drawVoteArrow(n.id, m.id, running, false);
       if (!story || (story.kind !== "leaderLost" && story.kind !== "election")) setStory({ kind: "election", term: running });
-    } else if (ev.state === "Leader") {
-      const el = election(ev.term);
+    } else if (n.role === "Leader") {
+      const el = election(term);
       el.winner = n.id;
       el.wonAt = Date.now();
-      addEntry("state", n.id, `${who} won the election: it leads term ${ev.term}${note}`, ev.time);
+      addEntry("state", n.id, html`${who} won the election: it leads term ${term}${note}`, ev.time);
       const lost = story && story.kind === "leaderLost" ? story : null;
       const handover = lost && (el.startedAt || el.wonAt) - lost.lostAt < HANDOVER_WINDOW_MS;
-      setStory({ kind: lost ? "failover" : "won", old: lost ? lost.old : "", winner: n.id, term: ev.term, handover });
-    } else if (ev.state === "Follower") {
+      setStory({ kind: lost ? "failover" : "won", old: lost ? lost.old : "", winner: n.id, term, handover });
+    } else if (n.role === "Follower") {
       // No term here: raft reports the role before it adopts the newer term
       // that made it step down, so the event's term can be one behind.
       const why = before === "Leader" ? " — it stepped down as leader"
         : before === "Candidate" ? " — it gave up its candidacy for a newer term or leader" : "";
-      addEntry("state", n.id, `${who} becomes a follower${why}${note}`, ev.time);
+      addEntry("state", n.id, html`${who} becomes a follower${why}${note}`, ev.time);
     } else {
-      addEntry("state", n.id, `${who} is now ${esc(ev.state)} (term ${ev.term})${note}`, ev.time);
+      addEntry("state", n.id, html`${who} is now ${n.role} (term ${term})${note}`, ev.time);
     }
   },
 
   leader(n, ev, note) {
-    n.leader = ev.leader || "";
-    if ("term" in ev) n.term = ev.term;
+    n.leader = String(ev.leader || "");
+    if ("term" in ev) n.term = num(ev.term);
     let text;
-    if (!ev.leader) text = `${b(n.id)} has no leader`;
-    else if (ev.leader === n.id) text = `${b(n.id)} knows it is the leader itself (term ${ev.term})`;
-    else text = `${b(n.id)} now knows ${b(ev.leader)} as leader (term ${ev.term})`;
-    addEntry("leader", n.id, text + note, ev.time);
+    if (!n.leader) text = html`${b(n.id)} has no leader`;
+    else if (n.leader === n.id) text = html`${b(n.id)} knows it is the leader itself (term ${num(ev.term)})`;
+    else text = html`${b(n.id)} now knows ${b(n.leader)} as leader (term ${num(ev.term)})`;
+    addEntry("leader", n.id, html`${text}${note}`, ev.time);
   },
 
   // This node (the voter) was asked for its vote. A pre-vote asks "would you
   // vote for me?" without raising the term, so a node that was only cut off
   // for a moment cannot disturb a healthy cluster.
   vote(n, ev, note) {
-    election(ev.term).asked.set(n.id, ev.candidate);
+    const candidate = String(ev.candidate || ""), term = num(ev.term);
+    election(term).asked.set(n.id, candidate);
     const what = ev.prevote ? "a pre-vote request (would you vote for me?)" : "a vote request";
-    addEntry("vote", n.id, `${b(n.id)} got ${what} from ${b(ev.candidate)} for term ${ev.term}${note}`, ev.time);
-    drawVoteArrow(ev.candidate, n.id, ev.term, !!ev.prevote);
+    addEntry("vote", n.id, html`${b(n.id)} got ${what} from ${b(candidate)} for term ${term}${note}`, ev.time);
+    drawVoteArrow(candidate, n.id, term, !!ev.prevote);
   },
 
   // Only a leader sends these: whether a follower answers its heartbeats.
   heartbeat(n, ev, note) {
-    const key = `${n.id} ${ev.peer}`;
+    const peerId = String(ev.peer || "");
+    const key = `${n.id} ${peerId}`;
     if (ev.ok) {
       hbFailing.delete(key);
-      addEntry("heartbeat", n.id, `${b(n.id)} (leader) hears ${b(ev.peer)} again${note}`, ev.time);
-      if (story && story.kind === "partition" && story.peer === ev.peer) setStory({ kind: "back", id: ev.peer });
+      addEntry("heartbeat", n.id, html`${b(n.id)} (leader) hears ${b(peerId)} again${note}`, ev.time);
+      if (story && story.kind === "partition" && story.peer === peerId) setStory({ kind: "back", id: peerId });
       return;
     }
     const since = new Date(ev.last_contact || ev.time);
     hbFailing.set(key, since);
     const last = ev.last_contact ? ` (last answer at ${clock(since)})` : "";
-    addEntry("heartbeat", n.id, `${b(n.id)} (leader) lost contact with ${b(ev.peer)}${last}${note}`, ev.time);
+    addEntry("heartbeat", n.id, html`${b(n.id)} (leader) lost contact with ${b(peerId)}${last}${note}`, ev.time);
     // If we still hear the peer ourselves, it is alive: the network between
     // the two is what broke.
-    const peer = nodes.get(ev.peer);
-    if (peer && peer.open) setStory({ kind: "partition", leader: n.id, peer: ev.peer });
+    const peer = nodes.get(peerId);
+    if (peer && peer.open) setStory({ kind: "partition", leader: n.id, peer: peerId });
   },
 
   membership(n, ev, note) {
     if (order.length > 0 && !order.includes(n.id)) return; // a removed node's stale view
-    const changed = applyServers(ev.servers || []);
-    const names = (ev.servers || []).map((s) => b(s.id)).join(", ");
-    addEntry("membership", n.id, `the cluster now has ${(ev.servers || []).length} members: ${names} <span class="by">(seen by ${b(n.id)})</span>${note}`, ev.time);
+    const servers = Array.isArray(ev.servers) ? ev.servers.filter((s) => s && typeof s.id === "string") : [];
+    const changed = applyServers(servers);
+    const names = joinMarkup(servers.map((s) => b(s.id)), ", ");
+    addEntry("membership", n.id, html`the cluster now has ${servers.length} members: ${names} <span class="by">(seen by ${b(n.id)})</span>${note}`, ev.time);
     if (changed) setStory({ kind: "membership" });
   },
 
   progress: copyIndices,
 
   snapshot(n, ev, note) {
-    n.snap = Math.max(n.snap, ev.index);
-    addEntry("snapshot", n.id, `${b(n.id)} saved a snapshot up to index ${ev.index} (${plural(ev.keys, "key")}, ${ms(ev.duration_ms)})${note}`, ev.time);
+    n.snap = Math.max(n.snap, num(ev.index));
+    addEntry("snapshot", n.id, html`${b(n.id)} saved a snapshot up to index ${num(ev.index)} (${plural(num(ev.keys), "key")}, ${ms(num(ev.duration_ms))})${note}`, ev.time);
   },
 
   restore(n, ev, note) {
-    addEntry("restore", n.id, `${b(n.id)} loaded a snapshot up to index ${ev.index} (${plural(ev.keys, "key")})${note}`, ev.time);
+    addEntry("restore", n.id, html`${b(n.id)} loaded a snapshot up to index ${num(ev.index)} (${plural(num(ev.keys), "key")})${note}`, ev.time);
   },
 };
 
-// A stream that was open has closed: to the page, the node is gone.
-function nodeLost(n) {
+// A stream that was open has closed, and no route reopens it: to the page,
+// the node is gone (since when: when its stream first broke).
+function nodeLost(n, since) {
   // It led until now, or until it handed leadership over a moment ago.
   const wasLeader = n.role === "Leader" || Date.now() - n.leftLeaderAt < 3000;
   n.open = false;
   n.reportedDown = true;
-  n.lostAt = new Date();
-  addEntry("unreachable", n.id, `${b(n.id)} stopped answering (its event stream closed)`);
+  n.lostAt = since || new Date();
+  addEntry("unreachable", n.id, html`${b(n.id)} stopped answering (its event stream closed, and no member the page can reach relays it)`);
   const l = clusterLeader();
   const el = l && elections.get(l.term);
-  if (wasLeader && l && el && el.winner === l.id && Date.now() - el.wonAt < 3000) {
+  if (wasLeader && l && l !== n && el && el.winner === l.id && Date.now() - el.wonAt < 3000) {
     // The successor won before the old leader's stream even closed: a handover.
     setStory({ kind: "failover", old: n.id, winner: l.id, term: l.term, handover: true });
   } else if (wasLeader) {
-    setStory({ kind: "leaderLost", old: n.id, lostAt: Date.now() });
+    setStory({ kind: "leaderLost", old: n.id, lostAt: n.lostAt.getTime() });
   } else if (!storyUnsettled()) {
     setStory({ kind: "nodeLost", id: n.id });
   }
@@ -337,9 +431,11 @@ function setStory(s) {
 // While a leader is missing we keep telling that story, whatever else happens.
 const storyUnsettled = () => story && (story.kind === "leaderLost" || story.kind === "election") && !clusterLeader();
 
+// The leader's commit index, if we hear the leader; else the highest any
+// node we hear reports.
 function leaderCommit() {
   const l = clusterLeader();
-  return l ? l.commit : Math.max(0, ...openMembers().map((n) => n.commit));
+  return l && l.open ? l.commit : Math.max(0, ...openMembers().map((n) => n.commit));
 }
 
 function healthy() {
@@ -350,70 +446,76 @@ function healthy() {
 // "itself + node2": the members that were asked by the winner and now follow it.
 function votersOf(el) {
   if (!el || !el.winner) return "";
-  const others = [...el.asked].filter(([voter, cand]) => cand === el.winner &&
-    nodes.get(voter) && nodes.get(voter).leader === el.winner).map(([voter]) => b(voter));
-  return others.length ? ` (itself + ${[...new Set(others)].join(", ")})` : "";
+  const others = [...new Set([...el.asked].filter(([voter, cand]) => cand === el.winner &&
+    nodes.get(voter) && nodes.get(voter).leader === el.winner).map(([voter]) => voter))];
+  return others.length ? html` (itself + ${joinMarkup(others.map(b), ", ")})` : "";
 }
 
 function quorumNote() {
-  const up = openMembers().length;
+  const up = openMembers().length + (members().some((n) => !n.open && reportersOf(n.id).length) ? 1 : 0);
   if (up >= majority()) return "";
-  return ` <strong>Only ${up} of ${order.length} nodes answer.</strong> Raft needs a majority (${majority()}) to elect a leader or commit a write, so the cluster waits until enough nodes return.`;
+  return html` <strong>Only ${up} of ${order.length} nodes answer.</strong> Raft needs a majority (${majority()}) to elect a leader or commit a write, so the cluster waits until enough nodes return.`;
+}
+
+// "node1 leads, per node2 and node3; its own stream is not reachable from
+// this browser": a leader we only know from the others' word.
+function reportedNote(l) {
+  if (!l || l.open) return "";
+  return html` <span class="aside">(${b(l.id)} leads per ${joinMarkup(reportersOf(l.id).map((m) => b(m.id)), " and ")}; its own event stream is not reachable from this browser, so its log strip shows what it last said.)</span>`;
 }
 
 function explain() {
   const l = clusterLeader();
   const s = story && Date.now() - story.at < STORY_FADES_MS || !healthy() ? story : null;
   if (order.length && openMembers().length === 0) {
-    return ["No node answers", "The page cannot open any node's event stream. Start the nodes (or check the addresses) and the view fills in by itself.", true];
+    return ["No node answers", html`The page cannot open any node's event stream, directly or relayed. Start the nodes (or check the addresses) and the view fills in by itself.`, true];
   }
   if (!s) return defaultStory(l);
   const el = latestElection();
   const cand = el && !el.winner ? [...el.candidates].pop() : "";
   switch (s.kind) {
     case "leaderLost": {
-      let text = `The leader (${b(s.old)}) stopped answering. Stopped cleanly, it hands leadership to a follower on its way out; after a crash the followers notice the missing heartbeats (one every ${HEARTBEAT_EVERY}) after ${ELECTION_AFTER}, and one of them becomes a <em>candidate</em> and asks the others for votes in a new term. Until someone wins a majority there is no leader, and writes are refused (503).`;
-      if (cand) text += ` Right now ${b(cand)} is a candidate in term ${el.term} and waits for votes.`;
-      return ["The leader stopped", text + quorumNote()];
+      const now = l && l.id !== s.old ? html` Right now ${b(l.id)} leads term ${l.term}.` : cand ? html` Right now ${b(cand)} is a candidate in term ${el.term} and waits for votes.` : "";
+      return ["The leader stopped", html`The leader (${b(s.old)}) stopped answering. Stopped cleanly, it hands leadership to a follower on its way out; after a crash the followers notice the missing heartbeats (one every ${HEARTBEAT_EVERY}) after ${ELECTION_AFTER}, and one of them becomes a <em>candidate</em> and asks the others for votes in a new term. Until someone wins a majority there is no leader, and writes are refused (503).${now}${quorumNote()}`];
     }
     case "election": {
       const text = cand
-        ? `${b(cand)} became a <em>candidate</em>: it votes for itself and asks the others for their vote in term ${el.term}. It needs ${majority()} of ${order.length} votes. Each node votes at most once per term, so at most one candidate can win.`
-        : `An election took place in term ${s.term}.`;
-      return [`Election in term ${s.term}`, text + quorumNote()];
+        ? html`${b(cand)} became a <em>candidate</em>: it votes for itself and asks the others for their vote in term ${el.term}. It needs ${majority()} of ${order.length} votes. Each node votes at most once per term, so at most one candidate can win.`
+        : l ? html`An election took place in term ${s.term}; ${b(l.id)} leads term ${l.term}.` : html`An election took place in term ${s.term}.`;
+      return [`Election in term ${s.term}`, html`${text}${quorumNote()}`];
     }
     case "failover": {
       const old = nodes.get(s.old);
       const then = old && old.open
-        ? `${b(s.old)} is back and follows ${b(s.winner)}; it catches up from the leader's log.`
-        : `${b(s.old)} will follow it when it returns.`;
-      const won = `asked the others for votes in term ${s.term} and won a majority${votersOf(elections.get(s.term))}. Writes go to ${b(s.winner)} now; ${then}`;
-      return [`New leader: ${nameOf(s.winner)}`, (s.handover
-        ? `The leader (${b(s.old)}) was stopped. On its way out it handed leadership over: it told ${b(s.winner)}, a follower with an up-to-date log, to start an election at once instead of waiting ${ELECTION_AFTER} for the heartbeats to stop. ${b(s.winner)} ${won} <span class="aside">(A crash, such as kill -9, gives no handover: the followers first wait ${ELECTION_AFTER} without heartbeats.)</span>`
-        : `The leader (${b(s.old)}) stopped. Followers expect a heartbeat every ${HEARTBEAT_EVERY}; after ${ELECTION_AFTER} of silence ${b(s.winner)} became a candidate, ${won}`) + quorumNote()];
+        ? html`${b(s.old)} is back and follows ${b(s.winner)}; it catches up from the leader's log.`
+        : html`${b(s.old)} will follow it when it returns.`;
+      const won = html`asked the others for votes in term ${s.term} and won a majority${votersOf(elections.get(s.term))}. Writes go to ${b(s.winner)} now; ${then}`;
+      return [`New leader: ${nameOf(s.winner)}`, s.handover
+        ? html`The leader (${b(s.old)}) was stopped. On its way out it handed leadership over: it told ${b(s.winner)}, a follower with an up-to-date log, to start an election at once instead of waiting ${ELECTION_AFTER} for the heartbeats to stop. ${b(s.winner)} ${won} <span class="aside">(A crash, such as kill -9, gives no handover: the followers first wait ${ELECTION_AFTER} without heartbeats.)</span>${quorumNote()}`
+        : html`The leader (${b(s.old)}) stopped. Followers expect a heartbeat every ${HEARTBEAT_EVERY}; after ${ELECTION_AFTER} of silence ${b(s.winner)} became a candidate, ${won}${quorumNote()}`];
     }
     case "won":
       return [`New leader: ${nameOf(s.winner)}`,
-        `${b(s.winner)} won the election of term ${s.term} with a majority of the votes${votersOf(elections.get(s.term))}. It now sends heartbeats to the others so they do not start an election of their own, and every write goes to it.` + quorumNote()];
+        html`${b(s.winner)} won the election of term ${s.term} with a majority of the votes${votersOf(elections.get(s.term))}. It now sends heartbeats to the others so they do not start an election of their own, and every write goes to it.${quorumNote()}`];
     case "nodeLost": {
       const n = nodes.get(s.id);
       const text = l
-        ? `${b(s.id)} (a follower) stopped answering. The leader ${b(l.id)} carries on: a write only needs a majority (${majority()} of ${order.length}) to be committed. When ${b(s.id)} returns it catches up from the leader's log, or from a snapshot if it is too far behind.`
-        : `${b(s.id)} stopped answering.`;
-      return [`${nameOf(s.id)} stopped`, (n && n.open ? `${b(s.id)} is back now. ` : "") + text + quorumNote()];
+        ? html`${b(s.id)} (a follower) stopped answering. The leader ${b(l.id)} carries on: a write only needs a majority (${majority()} of ${order.length}) to be committed. When ${b(s.id)} returns it catches up from the leader's log, or from a snapshot if it is too far behind.`
+        : html`${b(s.id)} stopped answering.`;
+      return [`${nameOf(s.id)} stopped`, html`${n && n.open ? html`${b(s.id)} is back now. ` : ""}${text}${quorumNote()}`];
     }
     case "back": {
       const n = nodes.get(s.id);
       const lag = n ? Math.max(0, leaderCommit() - n.applied) : 0;
       const catchup = lag > 0 ? `It is ${plural(lag, "entry", "entries")} behind and catching up.` : "It has caught up: its log matches the leader's.";
-      const who = l && l.id !== s.id ? ` It learned that ${b(l.id)} leads term ${l.term} and follows it; the leader sends it the entries it missed.` : "";
-      return [`${nameOf(s.id)} is back`, `${b(s.id)} answers again.${who} ${catchup}`];
+      const who = l && l.id !== s.id ? html` It learned that ${b(l.id)} leads term ${l.term} and follows it; the leader sends it the entries it missed.` : "";
+      return [`${nameOf(s.id)} is back`, html`${b(s.id)} answers again.${who} ${catchup}`];
     }
     case "partition":
       return [`${nameOf(s.leader)} cannot reach ${nameOf(s.peer)}`,
-        `The leader ${b(s.leader)} gets no answer from ${b(s.peer)}, yet ${b(s.peer)} still answers this page: the network between them is broken (or ${b(s.peer)} is paused). The leader keeps going as long as a majority answers it. ${b(s.peer)} will time out and start elections, but pre-vote keeps it from disrupting the others.`];
+        html`The leader ${b(s.leader)} gets no answer from ${b(s.peer)}, yet ${b(s.peer)} still answers this page: the network between them is broken (or ${b(s.peer)} is paused). The leader keeps going as long as a majority answers it. ${b(s.peer)} will time out and start elections, but pre-vote keeps it from disrupting the others.`];
     case "membership":
-      return ["Membership changed", `The cluster's configuration is itself a Raft log entry. It now has ${order.length} members (${order.map(b).join(", ")}), so a majority is ${majority()}.` + quorumNote()];
+      return ["Membership changed", html`The cluster's configuration is itself a Raft log entry. It now has ${order.length} members (${joinMarkup(order.map(b), ", ")}), so a majority is ${majority()}.${quorumNote()}`];
     default:
       return defaultStory(l);
   }
@@ -421,13 +523,13 @@ function explain() {
 
 function defaultStory(l) {
   if (!l) {
-    return ["No leader yet", `No node leads right now. Nodes that hear no leader for ${ELECTION_AFTER} become candidates and ask for votes; the first to get a majority leads the next term.` + quorumNote(), true];
+    return ["No leader yet", html`No node leads right now, by what every node the page hears says. Nodes that hear no leader for ${ELECTION_AFTER} become candidates and ask for votes; the first to get a majority leads the next term.${quorumNote()}`, true];
   }
-  const followers = members().filter((n) => n !== l).map((n) => b(n.id)).join(", ") || "none";
-  const down = members().filter((n) => !n.open);
-  const downNote = down.length ? ` Right now ${down.map((n) => b(n.id)).join(", ")} ${down.length > 1 ? "do" : "does"} not answer; the cluster keeps working as long as a majority (${majority()} of ${order.length}) is up.` : "";
-  return [down.length ? "Leader and followers" : "A healthy cluster",
-    `${b(l.id)} is the <em>leader</em> of term ${l.term}: every write goes to it. It appends the write to its <em>log</em> and copies it to the <em>followers</em> (${followers}); once a majority has it on disk the entry is <em>committed</em>, and every node <em>applies</em> it to its map. Heartbeats every ${HEARTBEAT_EVERY} tell the followers the leader is alive; if they stop, a follower starts an election and the <em>term</em> (the election's number) goes up.${downNote}`, true];
+  const followers = members().filter((n) => n !== l).map((n) => b(n.id));
+  const down = members().filter((n) => !n.open && n !== l);
+  const downNote = down.length ? html` Right now ${joinMarkup(down.map((n) => b(n.id)), ", ")} ${down.length > 1 ? "do" : "does"} not answer; the cluster keeps working as long as a majority (${majority()} of ${order.length}) is up.` : "";
+  return [down.length || !l.open ? "Leader and followers" : "A healthy cluster",
+    html`${b(l.id)} is the <em>leader</em> of term ${l.term}: every write goes to it. It appends the write to its <em>log</em> and copies it to the <em>followers</em> (${followers.length ? joinMarkup(followers, ", ") : "none"}); once a majority has it on disk the entry is <em>committed</em>, and every node <em>applies</em> it to its map. Heartbeats every ${HEARTBEAT_EVERY} tell the followers the leader is alive; if they stop, a follower starts an election and the <em>term</em> (the election's number) goes up.${downNote}${reportedNote(l)}`, true];
 }
 
 // ------------------------------------------------------------------ drawing: cluster ring
@@ -483,13 +585,22 @@ function drawNode(n) {
     state, term: n.term, "last-log-index": n.lastLog, "commit-index": n.commit,
     "applied-index": n.applied, "snapshot-index": n.snap,
   }).forEach(([k, v]) => g.setAttribute(`data-${k}`, v));
-  const connecting = !n.open && !n.reportedDown;
+  // How we know: its own stream (direct or relayed), the others' word, or not at all.
+  const reporters = n.open ? [] : reportersOf(n.id);
+  const reach = n.open ? (n.via ? "relayed" : "direct") : reporters.length ? "reported" : "none";
+  g.setAttribute("data-reach", reach);
+  const connecting = !n.open && !n.reportedDown && !reporters.length;
   fitText(g.querySelector(".name"), nameOf(n.id), 92, 10);
   g.querySelector(".role").textContent = !n.http ? "address unknown" : connecting ? "connecting…" : state;
-  g.querySelector(".term").textContent = n.open ? `term ${n.term}` : n.everOpen ? `last seen term ${n.term}` : "never seen";
-  g.querySelector(".keys").textContent = n.open ? plural(n.keys, "key") : n.lostAt ? `since ${clock(n.lostAt, false)}` : "";
+  g.querySelector(".term").textContent = n.open ? `term ${n.term}` : reporters.length
+    ? `per ${reporters.map((m) => nameOf(m.id)).join(", ")}` : n.everOpen ? `last seen term ${n.term}` : "never seen";
+  g.querySelector(".keys").textContent = n.open ? plural(n.keys, "key") : reporters.length ? "stream unreachable"
+    : n.lostAt ? `since ${clock(n.lostAt, false)}` : "";
+  const how = reach === "relayed" ? `its stream relayed by ${nameOf(n.via.id)} (this browser cannot open ${n.http} itself)`
+    : reach === "reported" ? `leader per ${reporters.map((m) => nameOf(m.id)).join(" and ")}; its own stream is not reachable from this browser`
+    : reach === "none" ? "its stream cannot be opened, directly or relayed" : "its stream comes straight from it";
   g.querySelector("title").textContent = `${nameOf(n.id)} — Raft ID ${n.id}, HTTP ${n.http || "unknown"}\n` +
-    `${state}, term ${n.term}; log ${n.lastLog}, committed ${n.commit}, applied ${n.applied}, snapshot ${n.snap}`;
+    `${state}, term ${n.term}; log ${n.lastLog}, committed ${n.commit}, applied ${n.applied}, snapshot ${n.snap}\n${how}`;
 }
 
 // Leader → follower lines: the path of heartbeats and log entries. Redrawn
@@ -625,6 +736,7 @@ function drawStrip(host, n, lo, y, leaderCommitIndex) {
 
 // One or two short lines to the right of a strip.
 function stripNote(n, leaderCommitIndex) {
+  if (!n.open && shownState(n) === "Leader") return ["leader, per " + reportersOf(n.id).map((m) => nameOf(m.id)).join(" and "), "its stream: not reachable"];
   if (!n.open) return ["unreachable", n.everOpen ? `last known: applied ${n.applied}` : "never seen"];
   if (n.role === "Leader") {
     const waiting = n.lastLog - n.commit;
@@ -671,17 +783,21 @@ function drawMarkers(g, n, lo) {
 function drawSummary() {
   const l = clusterLeader();
   const down = members().filter((n) => !n.open).map((n) => nameOf(n.id));
-  document.getElementById("summary").textContent = [`term ${clusterTerm()}`, `leader ${l ? nameOf(l.id) : "none"}`,
+  const relayed = openMembers().filter((n) => n.via).map((n) => `${nameOf(n.id)} via ${nameOf(n.via.id)}`);
+  const leader = !l ? "none" : l.open ? nameOf(l.id) : `${nameOf(l.id)} (per ${reportersOf(l.id).map((m) => nameOf(m.id)).join(", ")})`;
+  document.getElementById("summary").textContent = [`term ${clusterTerm()}`, `leader ${leader}`,
     `commit index ${leaderCommit()}`, `streams from ${openMembers().length} of ${order.length} nodes` +
+    (relayed.length ? ` (${relayed.join(", ")})` : "") +
     (down.length ? ` (${down.join(", ")} unreachable)` : "")].join(" · ");
 }
 
 let explainDrawn = "";
 function drawExplain() {
-  const [title, html, timeless] = explain();
+  const [title, text, timeless] = explain();
   document.getElementById("explain-title").textContent = title;
-  if (html !== explainDrawn) document.getElementById("explain-text").innerHTML = html; // keeps a reader's selection
-  explainDrawn = html;
+  const markupText = markup(text); // escaped unless html`` built it
+  if (markupText !== explainDrawn) document.getElementById("explain-text").innerHTML = markupText; // keeps a reader's selection
+  explainDrawn = markupText;
   const age = story && !timeless ? `${Math.round((Date.now() - story.at) / 1000)} s ago` : "";
   document.getElementById("explain-age").textContent = age;
   document.getElementById("try").hidden = !timeless; // suggestions only while nothing is going on
@@ -702,14 +818,15 @@ function render() {
 
 // ------------------------------------------------------------------ timeline
 
-function addEntry(type, nodeId, html, time) {
-  const when = time ? new Date(time) : new Date();
+// One timeline entry; text is html`` markup (or plain text, escaped).
+function addEntry(type, nodeId, text, time) {
+  let when = time ? new Date(time) : new Date();
+  if (isNaN(when)) when = new Date(); // a malformed time from the wire
   const group = GROUP_OF[type] || "health";
   const li = document.createElement("li");
   li.className = `entry g-${group} t-${type}`;
   Object.assign(li.dataset, { event: type, node: nodeId, group });
-  li.innerHTML = `<time datetime="${esc(when.toISOString())}">${clock(when)}</time>` +
-    `<span class="tag">${esc(type)}</span><span class="msg">${html}</span>`;
+  li.innerHTML = markup(html`<time datetime="${when.toISOString()}">${clock(when)}</time><span class="tag">${type}</span><span class="msg">${text}</span>`);
   applyFilter(li);
   if (paused) {
     buffered.push(li);
@@ -772,17 +889,15 @@ function filterBox(box, hidden, key) {
 
 // ------------------------------------------------------------------ writes
 
-// Writes go to the leader: only it may append to the log. A follower would
-// redirect us (307) anyway; with no leader at all the answer is a 503.
+// Writes go to the leader: only it may append to the log. The page sends
+// its write to a member it reaches directly, the leader itself when it can,
+// with "X-Stcache-Forward: leader": a follower then forwards it to the leader
+// instead of redirecting (the browser might not reach the leader: port 6000).
+// The leader's answer comes back as is, with X-Raft-Leader naming it.
 function writeTarget() {
+  const direct = openMembers().filter((n) => !n.via);
   const l = clusterLeader();
-  if (l && l.http) return { url: `${SCHEME}//${l.http}`, id: l.id };
-  for (const n of openMembers()) {
-    const known = nodes.get(n.leader);
-    if (known && known.http && known.open) return { url: `${SCHEME}//${known.http}`, id: known.id };
-  }
-  const any = openMembers()[0];
-  return any ? { url: `${SCHEME}//${any.http}`, id: any.id } : { url: "", id: "" };
+  return direct.find((n) => n === l) || direct.find((n) => n.http === location.host) || direct[0] || null;
 }
 
 async function onWriteSubmit(e) {
@@ -793,25 +908,32 @@ async function onWriteSubmit(e) {
   const tokenInput = form.elements.namedItem("token");
   if (tokenInput && tokenInput.value.trim()) token = tokenInput.value.trim();
   const target = writeTarget();
-  const url = `${target.url}/set?key=${encodeURIComponent(key)}&value=${encodeURIComponent(value)}`;
-  const headers = token ? { Authorization: `Bearer ${token}` } : {};
   pendingWrite = null;
-  setWriteResult(`sending to ${target.id ? nameOf(target.id) : "the serving node"}…`, "");
-  let res, body;
+  if (!target) {
+    writeFailed("", key, "no node answers this page: nothing to send the write to");
+    return;
+  }
+  const headers = { "Content-Type": "application/x-www-form-urlencoded", "X-Stcache-Forward": "leader" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const body = new URLSearchParams({ key, value }).toString();
+  const l = clusterLeader();
+  setWriteResult(target === l ? `sending to the leader ${nameOf(target.id)}…` : `sending to ${nameOf(target.id)}, which forwards it to the leader…`, "");
+  let res, text;
   try {
-    res = await fetch(url, { mode: "cors", headers });
-    body = (await res.text()).trim();
+    res = await fetch(`${SCHEME}//${target.http}/set`, { method: "POST", mode: "cors", headers, body, redirect: "manual" });
+    text = (await res.text()).trim();
   } catch (err) {
-    writeFailed(target.id, key, `no answer from ${target.id ? nameOf(target.id) : "the node"} (${err.message}) — the leader may have just stopped; try again in a second`);
+    writeFailed(target.id, key, `no answer from ${nameOf(target.id)} (${err.message}) — the leader may have just stopped; try again in a second`);
     return;
   }
   if (!res.ok) {
     if (res.status === 401) document.getElementById("token-field").hidden = false;
-    writeFailed(target.id, key, `${res.status} ${body}${WRITE_HINTS[res.status] || ""}`);
+    writeFailed(target.id, key, res.type === "opaqueredirect" ? "redirected: the leader changed while the write was on its way; try again"
+      : `${res.status} ${text}${WRITE_HINTS[res.status] || ""}`);
     return;
   }
   const index = Number(res.headers.get("X-Raft-Index"));
-  const leaderId = nodeByHttp(new URL(res.url).host) || target.id || "";
+  const leaderId = nodeByHttp(res.headers.get("X-Raft-Leader") || "") || target.id;
   startWatchingWrite(index, key, leaderId);
 }
 
@@ -823,7 +945,7 @@ const WRITE_HINTS = {
 
 function writeFailed(id, key, text) {
   setWriteResult(text, "error");
-  addEntry("write", id || "", `your write of key “${esc(key)}” failed: ${esc(text)}`);
+  addEntry("write", id || "", html`your write of key “${key}” failed: ${text}`);
 }
 
 const nodeByHttp = (host) => (members().find((n) => n.http === host) || {}).id;
@@ -837,7 +959,7 @@ function startWatchingWrite(index, key, leaderId) {
     else if (n.applied >= index) pendingWrite.times.set(n.id, 0);
   }
   const ix = Number.isFinite(index) && index > 0 ? `log index ${index}` : "an unknown index (X-Raft-Index not visible)";
-  addEntry("write", leaderId, `you wrote key “${esc(key)}”: the leader ${b(leaderId)} committed it at ${ix}`);
+  addEntry("write", leaderId, html`you wrote key “${key}”: the leader ${b(leaderId)} committed it at ${ix}`);
   setTimeout(scheduleRender, WRITE_WAIT_MS);
   scheduleRender();
 }
@@ -877,11 +999,46 @@ function svg(tag, attrs = {}, text) {
   return e;
 }
 
+// Every piece of markup the page builds from what it hears goes through
+// html``: each interpolated value is escaped unless it is itself markup that
+// html`` made. Event fields come from the network; a term, an index or a
+// state that carries "<img onerror=…>" must show as text, never run.
+class Markup {
+  constructor(s) { this.s = s; }
+  toString() { return this.s; }
+}
+
+function html(strings, ...values) {
+  let out = strings[0];
+  values.forEach((v, i) => { out += markup(v) + strings[i + 1]; });
+  return new Markup(out);
+}
+
+// A value as markup: escaped text, or markup as it is; lists are joined.
+function markup(v) {
+  if (v instanceof Markup) return v.s;
+  if (Array.isArray(v)) return v.map(markup).join("");
+  return esc(v);
+}
+
+// Joins pieces of markup with a separator (itself text).
+const joinMarkup = (list, sep) => new Markup(list.map(markup).join(esc(sep)));
+
 function esc(s) {
   return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
-const b = (id) => `<b>${esc(nameOf(id))}</b>`;
+// A member's name in running text. The <b> carries its server ID, so when
+// the page learns the name of a member it first knew only by ID, every
+// mention already on the page changes with it (renameMentions).
+const b = (id) => html`<b class="who" data-id="${id}">${nameOf(id)}</b>`;
+
+function renameMentions(n) {
+  const name = nameOf(n.id);
+  const sel = `b.who[data-id="${CSS.escape(n.id)}"]`;
+  for (const el of document.querySelectorAll(sel)) el.textContent = name;
+  for (const li of buffered) for (const el of li.querySelectorAll(sel)) el.textContent = name;
+}
 const plural = (k, one, many = one + "s") => `${k} ${k === 1 ? one : many}`;
 const ms = (x) => `${Number(x) < 10 ? Number(x).toFixed(1) : Math.round(x)} ms`; // durations may be fractional
 

@@ -94,7 +94,8 @@ func (d *demo) walk(ctx context.Context) error {
 	d.say(`stcache demo: the tutorial's section 4, step by step.
 
 Open the live view in a browser now: http://%s/ui
-Every node serves it; it draws all three nodes from their own event streams.`, d.nodes[0].http)
+Every node serves it; it draws all three nodes from their own event streams
+(node1's relayed by node2: browsers refuse port 6000).`, d.nodes[min(1, len(d.nodes)-1)].http)
 
 	d.step("Start the cluster", `node1 starts with -bootstrap: a one-node cluster, so it elects itself leader.
 node2 and node3 start with -join: they ask node1 to add them as voters.
