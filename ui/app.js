@@ -31,12 +31,12 @@ const SVGNS = "http://www.w3.org/2000/svg";
 // What the server streams, and the filter group of every timeline type.
 // "unreachable", "reachable" and "write" are the page's own entries.
 const STREAM_TYPES = ["status", "state", "leader", "vote", "heartbeat",
-  "membership", "progress", "snapshot", "restore"];
+  "membership", "progress", "snapshot", "restore", "lab", "truncate"];
 const GROUP_OF = {
   state: "election", leader: "election", vote: "election",
   heartbeat: "health", unreachable: "health", reachable: "health",
   membership: "membership", snapshot: "snapshot", restore: "snapshot",
-  write: "write",
+  write: "write", truncate: "election", lab: "lab", read: "lab",
 };
 
 // ------------------------------------------------------------------ what the page knows
@@ -271,6 +271,9 @@ const HANDLERS = {
     n.name = String(ev.name || n.name || "");
     n.role = String(ev.state || "");
     n.leader = String(ev.leader || "");
+    // A node started with -lab says which of its links are cut or slow (lab.js).
+    n.lab = ev.lab && typeof ev.lab === "object"
+      ? { cut: Array.isArray(ev.lab.cut) ? ev.lab.cut.map(String) : [], slow: Object.assign({}, ev.lab.slow) } : null;
     copyIndices(n, ev);
     refreshNodeFilterLabel(n);
     if (named) renameMentions(n);
@@ -514,6 +517,9 @@ function explain() {
     case "partition":
       return [`${nameOf(s.leader)} cannot reach ${nameOf(s.peer)}`,
         html`The leader ${b(s.leader)} gets no answer from ${b(s.peer)}, yet ${b(s.peer)} still answers this page: the network between them is broken (or ${b(s.peer)} is paused). The leader keeps going as long as a majority answers it. ${b(s.peer)} will time out and start elections, but pre-vote keeps it from disrupting the others.`];
+    case "truncate":
+      return [`${nameOf(s.id)}'s uncommitted entries replaced`,
+        html`${b(s.id)} had ${s.from === s.to ? html`entry ${s.from}` : html`entries ${s.from}–${s.to}`} from term ${s.terms.join(", ")} in its log, appended while it was cut off or leading alone, but never committed: no majority had them. The leader${l ? html` ${b(l.id)}` : ""} has other entries at those indices, and Raft makes every follower's log match the leader's, so ${b(s.id)} dropped its own and took the leader's (watch the terms change on its strip). A client that wrote them never got <b>ok</b>: an ok means committed.`];
     case "membership":
       return ["Membership changed", html`The cluster's configuration is itself a Raft log entry. It now has ${order.length} members (${joinMarkup(order.map(b), ", ")}), so a majority is ${majority()}.${quorumNote()}`];
     default:
@@ -721,8 +727,17 @@ function drawStrip(host, n, lo, y, leaderCommitIndex) {
     // What this node has done with entry i, from most to least advanced.
     const kind = i <= n.applied ? "applied" : i <= n.commit ? "committed"
       : i <= n.lastLog ? "appended" : "missing";
-    g.append(svg("rect", { class: `cell ${kind}`, x, y: 0, width: STRIP.cell, height: 24 }));
+    g.append(svg("rect", { class: `cell ${kind}`, x, y: 0, width: STRIP.cell, height: 24, "data-index": i }));
     if (i <= n.snap) g.append(svg("rect", { class: "cell-snap", x, y: 20, width: STRIP.cell, height: 4 }));
+    // The entry's term, when the node's /log told it (lab.js): a band in
+    // the term's colour and its number. A follower's entries that a new
+    // leader replaces change term here.
+    const e = typeof entryAt === "function" && kind !== "missing" ? entryAt(n, i) : null;
+    if (e) {
+      const term = num(e.term);
+      g.append(svg("rect", { class: "cell-term", x: x + 1, y: 0, width: STRIP.cell - 2, height: 4, fill: termColour(term), "data-index": i }));
+      g.append(svg("text", { class: "cell-term-no", x: x + STRIP.cell / 2, y: 17, "data-index": i, "data-term": term }, String(term)));
+    }
   }
   drawMarkers(g, n, lo);
   const lines = stripNote(n, leaderCommitIndex);
@@ -810,10 +825,13 @@ function scheduleRender() {
   setTimeout(render, 0);
 }
 
+// Drawings that other scripts add (lab.js: the faults in force).
+const renderHooks = [];
+
 function render() {
   renderQueued = false;
   members().forEach(drawNode);
-  [drawLinks, drawCentre, drawStrips, drawSummary, drawExplain, drawWriteResult].forEach((draw) => draw());
+  [drawLinks, drawCentre, drawStrips, drawSummary, drawExplain, drawWriteResult, ...renderHooks].forEach((draw) => draw());
 }
 
 // ------------------------------------------------------------------ timeline
