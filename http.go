@@ -81,6 +81,7 @@ type route struct {
 	token   bool // needs the token, when there is one
 	changes bool // changes state: a browser may send it only from a member's page
 	cors    bool // a page served by another member may call it (and read the answer)
+	forward bool // may name another member to send it to (X-Stcache-Forward, relay.go)
 }
 
 // newHandler is the API's one routing table. extra adds routes served as
@@ -104,7 +105,7 @@ func newHandler(s store, events *hub, log hclog.Logger, sec security, extra map[
 	// /status, /events and /ui carry no keys or values and need no token.
 	routes := []route{
 		{path: "/set", h: a.methods(a.set, http.MethodGet, http.MethodPost), token: true, changes: true, cors: true},
-		{path: "/get", h: a.get, token: true},
+		{path: "/get", h: a.get, token: true, cors: true, forward: true},
 		{path: "/delete", h: a.methods(a.del, http.MethodGet, http.MethodPost), token: true, changes: true, cors: true},
 		{path: "/join", h: a.methods(a.join, http.MethodGet), token: true, changes: true},
 		{path: "/leave", h: a.methods(a.leave, http.MethodGet), token: true, changes: true},
@@ -138,6 +139,9 @@ func newHandler(s store, events *hub, log hclog.Logger, sec security, extra map[
 // contract's order (the Host check, common to every path, is in routed).
 func (a *api) checked(rt route) http.HandlerFunc {
 	h := rt.h
+	if rt.forward {
+		h = a.forwarded(h)
+	}
 	if rt.changes {
 		h = a.sameSite(h)
 	}
@@ -210,7 +214,11 @@ func (a *api) cors(h http.HandlerFunc) http.HandlerFunc {
 		origin := r.Header.Get("Origin")
 		allowed := origin != "" && (a.origin == nil || a.origin.allowedOrigin(origin, r.Host))
 		hd := w.Header()
-		hd.Add("Vary", "Origin")
+		if origin != "" {
+			// Only a browser sends Origin; programs' answers (the hot
+			// path) carry no CORS headers to vary.
+			hd.Add("Vary", "Origin")
+		}
 		if allowed {
 			hd.Set("Access-Control-Allow-Origin", origin)
 			hd.Set("Access-Control-Expose-Headers", "X-Raft-Index, X-Raft-Leader, Location")

@@ -11,7 +11,10 @@ package main
 //   - a write that this node, a follower, would redirect to the leader:
 //     /set or /delete with "X-Stcache-Forward: leader", sent on to the leader
 //     once and its answer passed back (a browser following the 307 would hit
-//     the blocked port, or lose its Origin).
+//     the blocked port, or lose its Origin);
+//   - a request for a named member: "X-Stcache-Forward: <server ID>" on the
+//     routes that allow it (a read from a chosen node, /log, the lab's
+//     actions), sent to that member after this node's own checks.
 //
 // Both only ever go to an address in this node's own membership data, with
 // this node's scheme (and CA); the browser never names a host.
@@ -28,7 +31,8 @@ import (
 )
 
 // forwardHeader asks a follower to forward a write to the leader instead of
-// redirecting the client; its one value is "leader".
+// redirecting the client ("leader"), or any member to send the request on
+// to the member with that server ID.
 const forwardHeader = "X-Stcache-Forward"
 
 // relay fetches from members: over HTTPS trusting the cluster's CA when TLS
@@ -170,18 +174,77 @@ func (a *api) forwardWrite(w http.ResponseWriter, r *http.Request, p url.Values,
 	copyAnswer(w, resp)
 }
 
-// copyAnswer passes a member's short answer on: its status, the headers a
-// client of the contract reads, and its body.
+// forwarded sends a request that names another member in forwardHeader to
+// that member; any other goes to h. It runs after this node's own checks
+// (Host, token, cross-site), so it adds no way in.
+func (a *api) forwarded(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		to := r.Header.Get(forwardHeader)
+		if to == "" || strings.EqualFold(to, "leader") || to == a.events.node {
+			h(w, r)
+			return
+		}
+		a.forwardTo(w, r, to)
+	}
+}
+
+// maxAnswer bounds what a forwarded answer may carry: a value (1 MiB) and
+// its escaping, or a page of /log.
+const maxAnswer = 8 << 20
+
+// forwardTo sends r, as it came (method, path, query, body, Authorization),
+// to the member whose server ID is id, and passes its answer back.
+func (a *api) forwardTo(w http.ResponseWriter, r *http.Request, id string) {
+	addr, ok := memberHTTP(a.store.Members(), id)
+	switch {
+	case !ok:
+		text(w, http.StatusBadRequest, "param error: no member has that server ID\n")
+		return
+	case addr == "":
+		text(w, http.StatusBadGateway, "internal error: the HTTP address of "+id+" is not known yet\n")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBody))
+	if err != nil {
+		text(w, http.StatusRequestEntityTooLarge, "request too large\n")
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, a.relay.scheme+addr+r.URL.RequestURI(), strings.NewReader(string(body)))
+	if err != nil {
+		text(w, http.StatusBadGateway, "internal error: "+err.Error()+"\n")
+		return
+	}
+	for _, h := range []string{"Content-Type", "Authorization"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	resp, err := a.relay.writes.Do(req)
+	if err != nil {
+		text(w, http.StatusBadGateway, fmt.Sprintf("internal error: forwarding to %s: %v (if it changes state, it may or may not have happened)\n", id, err))
+		return
+	}
+	defer resp.Body.Close()
+	w.Header().Set("X-Relayed-From", addr)
+	copyAnswer(w, resp)
+}
+
+// copyAnswer passes a member's answer on: its status, its type, the headers
+// a client of the contract reads, and its body.
 func copyAnswer(w http.ResponseWriter, resp *http.Response) {
-	for _, h := range []string{"X-Raft-Index", "X-Raft-Leader", "Location", "Retry-After", "WWW-Authenticate"} {
+	for _, h := range []string{"Content-Type", "X-Raft-Index", "X-Raft-Leader", "Location", "Retry-After", "WWW-Authenticate"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		text(w, http.StatusBadGateway, "internal error: reading the member's answer: "+err.Error()+"\n")
 		return
 	}
-	text(w, resp.StatusCode, string(body))
+	if w.Header().Get("Content-Type") == "" {
+		w.Header()["Content-Type"] = textPlain
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(body) // a client that hung up is not our error
 }

@@ -114,3 +114,29 @@ func parseIndex(s string) uint64 {
 	}
 	return n
 }
+
+// A request for a named member, forwarded by the member the browser
+// reaches: a read from node1 when only node2 is reachable.
+func TestForwardToMember(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	l := c.leader()
+	f := c.followers()[0]
+	l.expect("/set?key=k&value=v1", 200, "ok\n")
+	waitValue(t, f, "k", "v1")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+f.http+"/get?key=k&consistency=strong", nil)
+	req.Header.Set(forwardHeader, l.raftAdv)
+	r, err := exchange(httpClient, req)
+	if err != nil || r.code != 200 || r.body != "v1\n" || r.header.Get("X-Relayed-From") != l.http {
+		t.Fatalf("strong read forwarded to the leader: %v %d %q %v", err, r.code, r.body, r.header)
+	}
+	req.Header.Set(forwardHeader, "127.0.0.1:1")
+	if r, err := exchange(httpClient, req); err != nil || r.code != 400 {
+		t.Fatalf("forward to a stranger: %v %d %q", err, r.code, r.body)
+	}
+	// Writes are not forwarded to a named member: only "leader" forwards them.
+	req, _ = http.NewRequest(http.MethodGet, "http://"+f.http+"/set?key=k&value=v2", nil)
+	req.Header.Set(forwardHeader, l.raftAdv)
+	if r, err := exchange(httpClient, req); err != nil || r.code != 307 {
+		t.Fatalf("set naming a member: %v %d %q, want the follower's own 307", err, r.code, r.body)
+	}
+}
