@@ -104,11 +104,11 @@ func newHandler(s store, events *hub, log hclog.Logger, sec security, extra map[
 	// GET everywhere, as in the tutorial; HEAD only where nothing changes.
 	// /status, /events and /ui carry no keys or values and need no token.
 	routes := []route{
-		{path: "/set", h: a.methods(a.set, http.MethodGet, http.MethodPost), token: true, changes: true, cors: true},
+		{path: "/set", h: a.methods(a.set, http.MethodGet, http.MethodPost), token: true, changes: true, cors: true, forward: true},
 		{path: "/get", h: a.get, token: true, cors: true, forward: true},
-		{path: "/delete", h: a.methods(a.del, http.MethodGet, http.MethodPost), token: true, changes: true, cors: true},
-		{path: "/join", h: a.methods(a.join, http.MethodGet), token: true, changes: true},
-		{path: "/leave", h: a.methods(a.leave, http.MethodGet), token: true, changes: true},
+		{path: "/delete", h: a.methods(a.del, http.MethodGet, http.MethodPost), token: true, changes: true, cors: true, forward: true},
+		{path: "/join", h: a.methods(a.join, http.MethodGet), token: true, changes: true, cors: true, forward: true},
+		{path: "/leave", h: a.methods(a.leave, http.MethodGet), token: true, changes: true, cors: true, forward: true},
 		{path: "/status", h: a.methods(a.status, http.MethodGet, http.MethodHead)},
 		{path: "/events", h: a.methods(a.streamEvents, http.MethodGet), cors: true},
 		{path: "/ui/", h: files.ServeHTTP},

@@ -133,10 +133,16 @@ func TestForwardToMember(t *testing.T) {
 	if r, err := exchange(httpClient, req); err != nil || r.code != 400 {
 		t.Fatalf("forward to a stranger: %v %d %q", err, r.code, r.body)
 	}
-	// Writes are not forwarded to a named member: only "leader" forwards them.
+	// A write naming a member goes to that member, which answers as itself:
+	// the leader writes; a follower named by the leader would refuse.
 	req, _ = http.NewRequest(http.MethodGet, "http://"+f.http+"/set?key=k&value=v2", nil)
 	req.Header.Set(forwardHeader, l.raftAdv)
+	if r, err := exchange(httpClient, req); err != nil || r.code != 200 || r.header.Get("X-Raft-Index") == "" {
+		t.Fatalf("set naming the leader: %v %d %q", err, r.code, r.body)
+	}
+	req, _ = http.NewRequest(http.MethodGet, "http://"+l.http+"/set?key=k&value=v3", nil)
+	req.Header.Set(forwardHeader, f.raftAdv)
 	if r, err := exchange(httpClient, req); err != nil || r.code != 307 {
-		t.Fatalf("set naming a member: %v %d %q, want the follower's own 307", err, r.code, r.body)
+		t.Fatalf("set naming the follower: %v %d %q, want its 307", err, r.code, r.body)
 	}
 }
