@@ -252,6 +252,7 @@ HANDLERS.truncate = (n, ev, note) => {
   const of = terms.length ? ` from term ${terms.join(", ")}` : "";
   addEntry("truncate", n.id, html`${b(n.id)}'s ${range}${of} were replaced by the leader's: they were never committed${note}`, ev.time);
   setStory({ kind: "truncate", id: n.id, from, to, terms });
+  n.lastTruncate = { from, to, terms, at: Date.now() };
   n.entries = new Map(); // they changed: read them again
   refreshLog(n, true);
 };
