@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -480,6 +481,21 @@ func TestTLSCertificatesBindToMembers(t *testing.T) {
 		unchanged(before)
 		for _, p := range c.nodes {
 			logged(p, "names=127.0.0.4")
+		}
+	})
+
+	// The leader removes itself: the others, which drop its RPCs once they
+	// hold the entry that removes it, elect one of them and go on.
+	t.Run("leader leaves", func(t *testing.T) {
+		old := c.leader()
+		old.expect("/leave?peerAddress="+old.raftAdv, 200, "ok")
+		old.stop()
+		c.nodes = slices.DeleteFunc(c.nodes, func(p *proc) bool { return p == old })
+		c.waitConverged(30 * time.Second)
+		l = c.leader()
+		l.expect("/set?key=k9&value=v9", 200, "ok\n")
+		for _, p := range c.nodes {
+			waitValue(t, p, "k9", "v9")
 		}
 	})
 }
