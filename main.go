@@ -233,7 +233,7 @@ func serve(o *options, log hclog.Logger) error {
 		RaftBind:          o.raftAddr,
 		RaftAdvertise:     o.raftAdvertise,
 		Bootstrap:         o.bootstrap,
-		Joining:           o.join != "",
+		JoinVia:           o.join,
 		TLS:               tlsConf,
 		Peers:             joins,
 		MaxMemory:         o.maxMemory,

@@ -76,6 +76,7 @@ func (n *node) leaderConfiguration() ([]raft.Server, error) {
 // the leader removes it (and does only that: the node then opens its Raft
 // port and joins again, plainly). Removing this leader itself is refused.
 func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
+	defer n.stream.expect(raftAddr)() // with TLS, its Raft connections are admitted meanwhile
 	servers, err := n.leaderConfiguration()
 	if err != nil {
 		return 0, err

@@ -31,7 +31,7 @@ type nodeConfig struct {
 	RaftBind          string
 	RaftAdvertise     string // the server ID and the address peers dial
 	Bootstrap         bool
-	Joining           bool      // started with -join
+	JoinVia           string    // -join: the member a new node asks to add it, or ""
 	TLS               *tlsSetup // nil: plain TCP and HTTP
 	Peers             *joiner   // how to ask other members over HTTP (scheme, TLS, token); nil: never
 	MaxMemory         int64     // bytes of keys and values the leader admits; 0: no limit
@@ -70,6 +70,13 @@ type node struct {
 	readyMu   sync.Mutex
 	readyTerm uint64
 	readyCh   chan struct{} // closed and replaced when readyTerm changes
+
+	// vouch caches vouchedPeers' last answer.
+	vouch struct {
+		sync.Mutex
+		at    time.Time
+		addrs []string
+	}
 
 	// removed is set while this node is not in the configuration it knows
 	// (after a /leave of it): it then refuses every request but /status.
@@ -206,7 +213,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	}
 	// A node with no state that is about to join keeps its Raft port shut
 	// until the leader has forgotten any earlier incarnation (joinCluster).
-	n.stream, err = listenRaft(cfg.RaftBind, cfg.RaftAdvertise, cfg.Joining && !hasState, cfg.TLS, log.Named("transport"))
+	n.stream, err = listenRaft(cfg.RaftBind, cfg.RaftAdvertise, cfg.JoinVia != "" && !hasState, cfg.TLS, log.Named("transport"))
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
 	}
@@ -219,6 +226,8 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		return nil, fmt.Errorf("start raft (data dir %s): %w", cfg.Dir, err)
 	}
 	closers = append(closers, closerFunc(func() error { return n.raft.Shutdown().Error() }))
+	// With mutual TLS, whose certificates may reach Raft (transport.go).
+	n.stream.setPeers(raftPeers{members: n.raftMembers, vouched: n.vouchedPeers})
 
 	if cfg.Bootstrap {
 		// The address as given, like the ID: never a resolved IP.
@@ -258,6 +267,61 @@ func (n *node) HadState() bool { return n.hadState }
 // OpenRaft lets Raft connections in (a node with no state that joins starts
 // with its Raft port shut: see joinCluster).
 func (n *node) OpenRaft() { n.stream.Open() }
+
+// raftMembers returns the Raft addresses of this node's latest
+// configuration (raft keeps it in memory: cheap).
+func (n *node) raftMembers() []string {
+	servers, err := n.configuration()
+	if err != nil {
+		return nil
+	}
+	addrs := make([]string, len(servers))
+	for i, s := range servers {
+		addrs[i] = string(s.Address)
+	}
+	return addrs
+}
+
+// vouchedPeers returns the Raft addresses in another member's configuration,
+// as its /status lists them. With mutual TLS the stream layer asks for them
+// when a certificate names no host of this node's own configuration, which
+// may be out of date: this node was cut off while a server joined that now
+// leads, or it is new and waits for its first entries. It asks the members
+// whose HTTP address it knows, else the member it joins through (-join), and
+// believes the first that answers as a member; at most once a second, so a
+// stranger knocking cannot make it ask more often.
+func (n *node) vouchedPeers() []string {
+	n.vouch.Lock()
+	defer n.vouch.Unlock()
+	if n.cfg.Peers == nil || time.Since(n.vouch.at) < time.Second {
+		return n.vouch.addrs
+	}
+	n.vouch.at, n.vouch.addrs = time.Now(), nil
+	var ask []string
+	if servers, err := n.configuration(); err == nil {
+		for _, s := range servers {
+			if h := n.fsm.peerHTTP(string(s.ID)); h != "" && string(s.ID) != n.cfg.RaftAdvertise {
+				ask = append(ask, h)
+			}
+		}
+	}
+	if n.cfg.JoinVia != "" {
+		ask = append(ask, n.cfg.JoinVia)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, h := range ask {
+		st, err := n.cfg.Peers.status(ctx, h)
+		if err != nil || !st.Member {
+			continue
+		}
+		for _, s := range st.Servers {
+			n.vouch.addrs = append(n.vouch.addrs, s.Address)
+		}
+		break
+	}
+	return n.vouch.addrs
+}
 
 // watchLeadership flips the write permission as leadership comes and goes
 // (tutorial section 3.9) and, on winning, commits a barrier so strong reads

@@ -4,18 +4,27 @@ package main
 // real processes, with certificates made at test time by cmd/certs.
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/raft"
 )
 
 var (
@@ -291,4 +300,435 @@ func TestSecurityStartupErrors(t *testing.T) {
 		t.Fatalf("want one warning about the open bind, got %d:\n%s", n, p.readLog())
 	}
 	p.stop()
+}
+
+// rpcHeader is the header a Raft server with address addr sends.
+func rpcHeader(addr string) raft.RPCHeader {
+	return raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(addr), Addr: []byte(addr)}
+}
+
+// raftClientAs is hashicorp/raft's own transport holding the certificate of
+// host (from certDir): what a holder of that certificate can send to a node.
+func raftClientAs(t *testing.T, certDir, host string) *raft.NetworkTransport {
+	t.Helper()
+	ts, err := loadTLS(tlsFiles{cert: filepath.Join(certDir, host+".pem"), key: filepath.Join(certDir, host+"-key.pem"), ca: filepath.Join(certDir, "ca.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := listenRaft("127.0.0.1:0", host+":1", false, ts, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: sl, MaxPool: 2, Timeout: 5 * time.Second, Logger: hclog.NewNullLogger()})
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// forgeAppend sends target an AppendEntries as a leader at claim in term,
+// whose one entry would replace the first entry of target's log.
+func forgeAppend(tr *raft.NetworkTransport, target, claim string, term uint64) error {
+	var resp raft.AppendEntriesResponse
+	return tr.AppendEntries(raft.ServerID(target), raft.ServerAddress(target), &raft.AppendEntriesRequest{
+		RPCHeader: rpcHeader(claim), Term: term,
+		Entries: []*raft.Log{{Index: 1, Term: term, Type: raft.LogCommand, Data: []byte("forged")}},
+	}, &resp)
+}
+
+// With mutual TLS a certificate binds its holder to the members its host
+// names. Members on distinct loopback addresses (127.0.0.1-3, all on lo),
+// a CA that also signed 127.0.0.4 and 127.0.0.9. A forged AppendEntries
+// with a higher term (which would make every node follow that term and drop
+// its log for the forged entry) gets nowhere: from a certificate for no
+// member's host (refused at the handshake's end), from a member's
+// certificate claiming to be the leader (the RPC dropped), or from a member
+// removed since (refused). A server joining on its own address is admitted
+// while its join is under way, and receives the leader's snapshot through
+// the check.
+func TestTLSCertificatesBindToMembers(t *testing.T) {
+	certs := makeCerts(t, t.TempDir(), "-hosts", "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.9")
+	secure, tokenFile := secureSetup(t, certs)
+	onHost := func(i int, p *proc) {
+		secure(i, p)
+		host := fmt.Sprintf("127.0.0.%d", i+1)
+		p.http = strings.Replace(p.http, "127.0.0.1:", host+":", 1)
+		p.raft = strings.Replace(p.raft, "127.0.0.1:", host+":", 1)
+		p.raftAdv = p.raft
+		// Few entries behind a snapshot: a joining node is sent one.
+		p.base = append(tlsFlags(certs, host, tokenFile), "-trailing-logs", "4")
+	}
+	c := startCluster(t, 3, onHost)
+	l := c.leader()
+	for i := range 8 {
+		l.expect(fmt.Sprintf("/set?key=k%d&value=v%d", i, i), 200, "ok\n")
+	}
+	// statuses waits until every node holds and has applied the whole log
+	// (a follower hears the commit index on the next heartbeat), and
+	// returns their statuses.
+	statuses := func() map[*proc]status {
+		t.Helper()
+		m := map[*proc]status{}
+		waitFor(t, 10*time.Second, "every node to hold the whole log", func() error {
+			for _, p := range c.nodes {
+				s, err := p.status()
+				if err != nil {
+					return err
+				}
+				m[p] = s
+				if s.AppliedIndex != s.LastLogIndex || s.LastLogIndex != m[c.nodes[0]].LastLogIndex {
+					return fmt.Errorf("%s: last log index %d, applied %d", p.name, s.LastLogIndex, s.AppliedIndex)
+				}
+			}
+			return nil
+		})
+		return m
+	}
+	// unchanged: every node still has its term, leader and log.
+	unchanged := func(before map[*proc]status) {
+		t.Helper()
+		for p, b := range before {
+			a, err := p.status()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Term != b.Term || a.Leader != b.Leader || a.LastLogIndex != b.LastLogIndex || a.CommitIndex != b.CommitIndex {
+				t.Fatalf("%s changed: term %d -> %d, leader %q -> %q, last log index %d -> %d, commit index %d -> %d",
+					p.name, b.Term, a.Term, b.Leader, a.Leader, b.LastLogIndex, a.LastLogIndex, b.CommitIndex, a.CommitIndex)
+			}
+		}
+		l.expect("/get?key=k7&consistency=strong", 200, "v7\n")
+	}
+	logged := func(p *proc, what string) {
+		t.Helper()
+		waitFor(t, 5*time.Second, p.name+" logging "+what, func() error {
+			if !strings.Contains(p.readLog(), what) {
+				return fmt.Errorf("not in its log")
+			}
+			return nil
+		})
+	}
+
+	t.Run("stranger", func(t *testing.T) {
+		before := statuses()
+		tr := raftClientAs(t, certs, "127.0.0.9")
+		for _, p := range c.nodes {
+			for _, claim := range []string{"127.0.0.9:7000", l.raftAdv} {
+				if err := forgeAppend(tr, p.raftAdv, claim, before[p].Term+100); err == nil {
+					t.Fatalf("%s took an AppendEntries from a certificate for 127.0.0.9 claiming %s", p.name, claim)
+				}
+			}
+		}
+		unchanged(before)
+		for _, p := range c.nodes {
+			logged(p, "refused a raft connection: its certificate names no member's host")
+		}
+	})
+
+	t.Run("member claiming another", func(t *testing.T) {
+		before := statuses()
+		f := c.followers()
+		host, _, _ := net.SplitHostPort(f[0].raftAdv)
+		tr := raftClientAs(t, certs, host)
+		// The same client, claiming to be who its certificate names, is
+		// heard (a pre-vote changes nothing): what follows is refused for
+		// its claim, not for a broken client.
+		var pv raft.RequestPreVoteResponse
+		if err := tr.RequestPreVote(raft.ServerID(f[1].raftAdv), raft.ServerAddress(f[1].raftAdv),
+			&raft.RequestPreVoteRequest{RPCHeader: rpcHeader(f[0].raftAdv), Term: before[f[1]].Term}, &pv); err != nil {
+			t.Fatalf("a pre-vote from %s's certificate as itself: %v", f[0].name, err)
+		}
+		for _, p := range c.nodes {
+			if err := forgeAppend(tr, p.raftAdv, l.raftAdv, before[p].Term+100); err == nil {
+				t.Fatalf("%s took an AppendEntries from %s's certificate claiming the leader %s", p.name, f[0].name, l.raftAdv)
+			}
+		}
+		unchanged(before)
+		logged(f[1], "dropped a raft RPC and its connection: its header claims a server its certificate does not name")
+	})
+
+	node4 := newProc(t, "node4")
+	t.Run("join", func(t *testing.T) {
+		// The leader compacts its log behind a snapshot, so the new node
+		// gets the snapshot (data after an InstallSnapshot header).
+		waitSnapshot(t, l, l, func(m map[string]string) error {
+			if m["k7"] != "v7" {
+				return fmt.Errorf("no k7 in the leader's snapshot")
+			}
+			return nil
+		})
+		onHost(3, node4)
+		node4.start("-join", c.followers()[0].http)
+		c.nodes = append(c.nodes, node4)
+		c.waitConverged(60 * time.Second)
+		waitValue(t, node4, "k7", "v7")
+		logged(node4, "Installed remote snapshot")
+		c.leader().expect("/set?key=k8&value=v8", 200, "ok\n")
+		waitValue(t, node4, "k8", "v8")
+	})
+
+	t.Run("removed", func(t *testing.T) {
+		l = c.leader()
+		l.expect("/leave?peerAddress="+node4.raftAdv, 200, "ok")
+		node4.stop()
+		c.nodes = c.nodes[:3]
+		c.waitConverged(30 * time.Second)
+		before := statuses()
+		tr := raftClientAs(t, certs, "127.0.0.4")
+		for _, p := range c.nodes {
+			if err := forgeAppend(tr, p.raftAdv, node4.raftAdv, before[p].Term+100); err == nil {
+				t.Fatalf("%s took an AppendEntries from removed node4's certificate", p.name)
+			}
+		}
+		unchanged(before)
+		for _, p := range c.nodes {
+			logged(p, "names=127.0.0.4")
+		}
+	})
+
+	// The leader removes itself: the others, which drop its RPCs once they
+	// hold the entry that removes it, elect one of them and go on.
+	t.Run("leader leaves", func(t *testing.T) {
+		old := c.leader()
+		old.expect("/leave?peerAddress="+old.raftAdv, 200, "ok")
+		old.stop()
+		c.nodes = slices.DeleteFunc(c.nodes, func(p *proc) bool { return p == old })
+		c.waitConverged(30 * time.Second)
+		l = c.leader()
+		l.expect("/set?key=k9&value=v9", 200, "ok\n")
+		for _, p := range c.nodes {
+			waitValue(t, p, "k9", "v9")
+		}
+	})
+}
+
+// The stream layer's admission and its RPC guard, in process: a node's
+// listener (certificate 127.0.0.1) under raft's own NetworkTransport, whose
+// members are 127.0.0.1 and 127.0.0.2, and clients holding other hosts'
+// certificates. The server answers every RPC raft hands it and says whose
+// header it carried; a refused or dropped one never reaches it.
+func TestRaftAdmission(t *testing.T) {
+	certs := makeCerts(t, t.TempDir(), "-hosts", "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.9")
+	files := func(host string) tlsFiles {
+		return tlsFiles{cert: filepath.Join(certs, host+".pem"), key: filepath.Join(certs, host+"-key.pem"), ca: filepath.Join(certs, "ca.pem")}
+	}
+	ts, err := loadTLS(files("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := listenRaft("127.0.0.1:0", "127.0.0.1:7000", false, ts, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	members, vouched := []string{"127.0.0.1:7000", "127.0.0.2:7000"}, []string(nil)
+	set := func(m, v []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		members, vouched = m, v
+	}
+	sl.setPeers(raftPeers{
+		members: func() []string { mu.Lock(); defer mu.Unlock(); return members },
+		vouched: func() []string { mu.Lock(); defer mu.Unlock(); return vouched },
+	})
+	srv := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: sl, MaxPool: 2, Timeout: 5 * time.Second, Logger: hclog.NewNullLogger()})
+	target := raft.ServerAddress(sl.ln.Addr().String())
+	heard := make(chan string, 4)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); srv.Close() })
+	go func() {
+		for {
+			var rpc raft.RPC
+			select {
+			case rpc = <-srv.Consumer():
+			case <-done:
+				return
+			}
+			switch req := rpc.Command.(type) {
+			case *raft.AppendEntriesRequest:
+				heard <- string(req.ID)
+				rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, Success: true}, nil)
+			case *raft.InstallSnapshotRequest:
+				data, err := io.ReadAll(rpc.Reader)
+				heard <- "snapshot from " + string(req.ID) + ": " + string(data)
+				rpc.Respond(&raft.InstallSnapshotResponse{Term: req.Term, Success: true}, err)
+			default:
+				rpc.Respond(nil, fmt.Errorf("unexpected %T", req))
+			}
+		}
+	}()
+	client := func(host string) *raft.NetworkTransport { return raftClientAs(t, certs, host) }
+	// send makes tr send an AppendEntries with header h; want is the ID the
+	// server hears, or "" when it must hear nothing and tr an error.
+	send := func(what string, tr *raft.NetworkTransport, h raft.RPCHeader, want string) {
+		t.Helper()
+		var resp raft.AppendEntriesResponse
+		err := tr.AppendEntries("node1", target, &raft.AppendEntriesRequest{RPCHeader: h, Term: 1}, &resp)
+		var got string
+		select {
+		case got = <-heard: // sent before the answer
+		default:
+		}
+		if want == "" && (err == nil || got != "") {
+			t.Fatalf("%s: reached raft (heard %q, error %v)", what, got, err)
+		}
+		if want != "" && (err != nil || got != want) {
+			t.Fatalf("%s: heard %q, error %v; want %q heard", what, got, err, want)
+		}
+	}
+
+	m2 := client("127.0.0.2")
+	send("a member as itself", m2, rpcHeader("127.0.0.2:7000"), "127.0.0.2:7000")
+	send("a member claiming another", client("127.0.0.2"), rpcHeader("127.0.0.1:7000"), "")
+	send("a member claiming another's ID", client("127.0.0.2"), raft.RPCHeader{ID: []byte("127.0.0.1:7000"), Addr: []byte("127.0.0.2:7000")}, "")
+	send("a member claiming another's address", client("127.0.0.2"), raft.RPCHeader{ID: []byte("127.0.0.2:7000"), Addr: []byte("127.0.0.1:7000")}, "")
+	send("a member with no header", client("127.0.0.2"), raft.RPCHeader{}, "")
+	send("a stranger", client("127.0.0.9"), rpcHeader("127.0.0.9:7000"), "")
+	send("a stranger claiming a member", client("127.0.0.9"), rpcHeader("127.0.0.2:7000"), "")
+
+	// A server whose join is under way, on its connection; afterwards
+	// neither that connection nor a new one reaches raft.
+	joined := sl.expect("127.0.0.3:7000")
+	m3 := client("127.0.0.3")
+	send("a server while its join is under way", m3, rpcHeader("127.0.0.3:7000"), "127.0.0.3:7000")
+	joined()
+	send("its connection after the join", m3, rpcHeader("127.0.0.3:7000"), "")
+	send("it anew after the join", client("127.0.0.3"), rpcHeader("127.0.0.3:7000"), "")
+
+	// A server the other members list, when this node's configuration
+	// does not (it has not heard of the change yet).
+	set(members, []string{"127.0.0.9:7000"})
+	send("a server another member vouches for", client("127.0.0.9"), rpcHeader("127.0.0.9:7000"), "127.0.0.9:7000")
+
+	// A member removed: its open connection is dropped at its next RPC,
+	// a new one is refused.
+	set([]string{"127.0.0.1:7000"}, nil)
+	send("a removed member's open connection", m2, rpcHeader("127.0.0.2:7000"), "")
+	send("a removed member anew", client("127.0.0.2"), rpcHeader("127.0.0.2:7000"), "")
+
+	// On one connection: an InstallSnapshot whose data looks like an RPC
+	// claiming another member (raft gets it as data, unread by the guard),
+	// an AppendEntries after it (found where it starts), then one claiming
+	// another member (dropped, the connection closed).
+	set([]string{"127.0.0.1:7000", "127.0.0.2:7000"}, nil)
+	cert, err := tls.LoadX509KeyPair(files("127.0.0.2").cert, files("127.0.0.2").key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", string(target), &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ts.raftClient.RootCAs, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var forged bytes.Buffer
+	forged.WriteByte(rpcAppendEntries)
+	if err := codec.NewEncoder(&forged, &codec.MsgpackHandle{}).Encode(&raft.AppendEntriesRequest{RPCHeader: rpcHeader("127.0.0.1:7000"), Term: 99}); err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(conn)
+	enc := codec.NewEncoder(w, &codec.MsgpackHandle{})
+	rpc := func(typ uint8, req any, data []byte) {
+		t.Helper()
+		if err := w.WriteByte(typ); err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.Encode(req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec := codec.NewDecoder(bufio.NewReader(conn), &codec.MsgpackHandle{})
+	answer := func(resp any) error {
+		var msg string
+		if err := dec.Decode(&msg); err != nil {
+			return err
+		}
+		if msg != "" {
+			return errors.New(msg)
+		}
+		return dec.Decode(resp)
+	}
+	rpc(rpcInstallSnapshot, &raft.InstallSnapshotRequest{RPCHeader: rpcHeader("127.0.0.2:7000"), Term: 1, Size: int64(forged.Len())}, forged.Bytes())
+	rpc(rpcAppendEntries, &raft.AppendEntriesRequest{RPCHeader: rpcHeader("127.0.0.2:7000"), Term: 1}, nil)
+	if err := answer(&raft.InstallSnapshotResponse{}); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if got, want := <-heard, "snapshot from 127.0.0.2:7000: "+forged.String(); got != want {
+		t.Fatalf("heard %q, want %q", got, want)
+	}
+	if err := answer(&raft.AppendEntriesResponse{}); err != nil {
+		t.Fatalf("append after the snapshot: %v", err)
+	}
+	if got := <-heard; got != "127.0.0.2:7000" {
+		t.Fatalf("after the snapshot heard %q", got)
+	}
+	rpc(rpcAppendEntries, &raft.AppendEntriesRequest{RPCHeader: rpcHeader("127.0.0.1:7000"), Term: 99}, nil)
+	if err := answer(&raft.AppendEntriesResponse{}); err == nil {
+		t.Fatal("an RPC claiming another member was answered")
+	}
+	select {
+	case got := <-heard:
+		t.Fatalf("raft heard %q", got)
+	default:
+	}
+}
+
+// loopConn is a connection that receives one message over and over.
+type loopConn struct {
+	net.Conn
+	msg []byte
+	at  int
+}
+
+func (c *loopConn) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m := copy(p[n:], c.msg[c.at:])
+		n += m
+		c.at = (c.at + m) % len(c.msg)
+	}
+	return n, nil
+}
+
+// What the guard adds to a follower's reading of one AppendEntries as
+// raft's handleCommand reads it (type byte, then the request off a 256 KiB
+// bufio.Reader): one entry of 5 KiB, a batch of about 43 writes of 100-byte
+// values, as set64 makes them.
+//
+//	go test -run '^$' -bench RPCGuard .
+func BenchmarkRPCGuard(b *testing.B) {
+	var msg bytes.Buffer
+	msg.WriteByte(rpcAppendEntries)
+	err := codec.NewEncoder(&msg, &codec.MsgpackHandle{}).Encode(&raft.AppendEntriesRequest{
+		RPCHeader: rpcHeader("127.0.0.1:7000"), Term: 5, PrevLogEntry: 100, PrevLogTerm: 5, LeaderCommitIndex: 100,
+		Entries: []*raft.Log{{Index: 101, Term: 5, Type: raft.LogCommand, Data: bytes.Repeat([]byte("k"), 43*120)}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cert := &x509.Certificate{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	members := []string{"127.0.0.1:7000", "127.0.0.2:7000", "127.0.0.3:7000"}
+	for _, guarded := range []bool{false, true} {
+		b.Run(fmt.Sprintf("guarded=%v", guarded), func(b *testing.B) {
+			var c net.Conn = &loopConn{msg: msg.Bytes()}
+			if guarded {
+				c = newRPCGuard(c, cert, func(cert *x509.Certificate) bool { return namesAnyHost(cert, members) }, hclog.NewNullLogger())
+			}
+			r := bufio.NewReaderSize(c, 256<<10)
+			dec := codec.NewDecoder(r, &codec.MsgpackHandle{})
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.ReadByte(); err != nil {
+					b.Fatal(err)
+				}
+				var req raft.AppendEntriesRequest
+				if err := dec.Decode(&req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

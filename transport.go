@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"sync"
@@ -30,13 +31,22 @@ import (
 //     grants votes freely while its configuration is empty.
 //   - It can speak mutual TLS (-tls-cert, -tls-key, -tls-ca): hashicorp/raft
 //     decodes whatever a connection sends, so off loopback only peers that
-//     prove a certificate signed by the cluster's CA may reach it.
+//     prove a certificate signed by the cluster's CA may reach it, and only
+//     if that certificate names a member's host; each RPC on the connection
+//     must then claim a member the certificate names (tls.go, rpcGuard).
 type streamLayer struct {
 	ln        net.Listener
 	advertise advertisedAddr
 	open      atomic.Bool
 	tls       *tlsSetup // nil: plain TCP, as in the tutorial
 	log       hclog.Logger
+
+	// With TLS, whose certificates are admitted: the node's hooks (nil
+	// until Raft runs: nothing is admitted before), and the Raft addresses
+	// of servers whose /join is under way on this node.
+	peers     atomic.Pointer[raftPeers]
+	joinMu    sync.Mutex
+	joinsOpen map[string]int
 
 	conns     chan net.Conn // admitted connections, for Accept
 	done      chan struct{}
@@ -90,10 +100,12 @@ func (s *streamLayer) acceptLoop() {
 	}
 }
 
-// admit passes c to Raft once it has proven itself: with TLS, a completed
-// handshake in which it presented a certificate signed by our CA (a
-// plaintext or wrongly signed peer is closed before Raft reads a byte), and
-// only while the door is open.
+// admit passes c to Raft once it has proven itself, and only while the door
+// is open. With TLS: a completed handshake in which it presented a
+// certificate signed by our CA (a plaintext or wrongly signed peer is closed
+// before Raft reads a byte), that certificate naming the host of a member
+// (admits); and then each RPC it sends is checked before Raft reads it
+// (rpcGuard).
 func (s *streamLayer) admit(c net.Conn) {
 	if s.tls != nil {
 		tc := tls.Server(c, s.tls.raftServer)
@@ -110,6 +122,16 @@ func (s *streamLayer) admit(c net.Conn) {
 		c.Close()
 		return
 	}
+	if tc, ok := c.(*tls.Conn); ok {
+		cert := tc.ConnectionState().PeerCertificates[0] // RequireAndVerifyClientCert: there is one
+		if !s.admits(cert) {
+			s.log.Warn("refused a raft connection: its certificate names no member's host",
+				"from", c.RemoteAddr().String(), "names", certNames(cert))
+			c.Close()
+			return
+		}
+		c = newRPCGuard(tc, cert, s.admits, s.log)
+	}
 	select {
 	case s.conns <- c:
 	case <-s.done:
@@ -125,6 +147,63 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 	case <-s.done:
 		return nil, net.ErrClosed
 	}
+}
+
+// raftPeers is how the stream layer learns, with TLS, whose certificates to
+// admit. The node gives it once Raft runs (setPeers).
+type raftPeers struct {
+	// members: the Raft addresses of this node's latest configuration.
+	// Called for every connection and every RPC, so it must be cheap.
+	members func() []string
+	// vouched: the Raft addresses the other members list, asked only when
+	// members and the joins under way name no host of a certificate: a node
+	// that has not yet heard of a configuration change (it was cut off, or
+	// it is new and waits for its first entries) must still admit the
+	// leader that brings it. It may take a second; it rate-limits itself.
+	vouched func() []string
+}
+
+func (s *streamLayer) setPeers(p raftPeers) { s.peers.Store(&p) }
+
+// expect admits addr's host while the returned func is not yet called: the
+// leader calls it for the length of a /join (the joining server is in no
+// configuration yet).
+func (s *streamLayer) expect(addr string) (done func()) {
+	s.joinMu.Lock()
+	defer s.joinMu.Unlock()
+	if s.joinsOpen == nil {
+		s.joinsOpen = map[string]int{}
+	}
+	s.joinsOpen[addr]++
+	return func() {
+		s.joinMu.Lock()
+		defer s.joinMu.Unlock()
+		if s.joinsOpen[addr]--; s.joinsOpen[addr] <= 0 {
+			delete(s.joinsOpen, addr)
+		}
+	}
+}
+
+// admits reports whether cert names the host of a current member's Raft
+// address, of a server whose join is under way here, or, failing those, of
+// a server the other members list.
+func (s *streamLayer) admits(cert *x509.Certificate) bool {
+	p := s.peers.Load()
+	if p == nil {
+		return false
+	}
+	if namesAnyHost(cert, p.members()) {
+		return true
+	}
+	s.joinMu.Lock()
+	for addr := range s.joinsOpen {
+		if namesHost(cert, addr) {
+			s.joinMu.Unlock()
+			return true
+		}
+	}
+	s.joinMu.Unlock()
+	return p.vouched != nil && namesAnyHost(cert, p.vouched())
 }
 
 // Open lets Raft connections in from now on.
