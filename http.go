@@ -115,10 +115,10 @@ func newHandler(s store, events *hub, log hclog.Logger, sec security, extra map[
 		{path: "/leave", h: a.methods(a.leave, http.MethodGet), token: true, changes: true, cors: true, forward: true},
 		{path: "/status", h: a.methods(a.status, http.MethodGet, http.MethodHead)},
 		{path: "/events", h: a.methods(a.streamEvents, http.MethodGet), cors: true},
-		{path: "/log", h: a.methods(a.logView, http.MethodGet), token: true, cors: true},
-		{path: "/lab/cut", h: a.labAction("cut"), token: true, changes: true, cors: true},
-		{path: "/lab/slow", h: a.labAction("slow"), token: true, changes: true, cors: true},
-		{path: "/lab/heal", h: a.labAction("heal"), token: true, changes: true, cors: true},
+		{path: "/log", h: a.methods(a.logView, http.MethodGet), token: true, cors: true, forward: true},
+		{path: "/lab/cut", h: a.labAction("cut"), token: true, changes: true, cors: true, forward: true},
+		{path: "/lab/slow", h: a.labAction("slow"), token: true, changes: true, cors: true, forward: true},
+		{path: "/lab/heal", h: a.labAction("heal"), token: true, changes: true, cors: true, forward: true},
 		{path: "/ui/", h: files.ServeHTTP},
 		{path: "/ui", h: func(w http.ResponseWriter, r *http.Request) {
 			r.URL.Path = "/ui/"

@@ -180,6 +180,22 @@ func labPost(p *proc, path string) reply {
 	return r
 }
 
+// viaMember sends method path to via, which forwards it to the member to
+// (X-Stcache-Forward), as the page does for a member it cannot reach.
+func viaMember(t *testing.T, via, to *proc, method, path string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+via.http+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(forwardHeader, to.raftAdv)
+	r, err := exchange(httpClient, req)
+	if err != nil {
+		t.Fatalf("%s %s via %s: %v", method, path, via.name, err)
+	}
+	return r
+}
+
 func labOK(p *proc, path string) {
 	p.t.Helper()
 	if r := labPost(p, path); r.code != 200 || r.body != "ok\n" {
@@ -205,6 +221,17 @@ func readLogView(p *proc, from, to uint64) logPage {
 		p.t.Fatalf("%s /log: %v: %q", p.name, err, r.body)
 	}
 	return lp
+}
+
+// others are c's nodes but not.
+func others(c *cluster, not ...*proc) []*proc {
+	var o []*proc
+	for _, p := range c.nodes {
+		if !slices.Contains(not, p) {
+			o = append(o, p)
+		}
+	}
+	return o
 }
 
 // heal undoes every fault on every node and waits for one leader again.
@@ -278,6 +305,10 @@ func TestLab(t *testing.T) {
 		if lp := readLogView(f, 2, 3); len(lp.Entries) != 2 || lp.Entries[0].Index != 2 || lp.Entries[1].Index != 3 {
 			t.Errorf("/log?from=2&to=3: %+v", lp.Entries)
 		}
+		// Through another member, as the page reads a node it cannot reach.
+		if r := viaMember(t, l, f, "GET", "/log?from=1&to=3"); r.code != 200 || r.header.Get("X-Relayed-From") != f.http || !strings.Contains(r.body, `"first_index":1,`) {
+			t.Errorf("/log forwarded from %s to %s: %d %v %q", l.name, f.name, r.code, r.header, r.body)
+		}
 		f.expect("/log?from=3&to=2", 400, "param error\n")
 		f.expect("/log?from=1", 400, "param error\n")
 		if r := f.get("/lab/cut?peer=" + l.raftAdv); r.code != 405 {
@@ -289,7 +320,10 @@ func TestLab(t *testing.T) {
 		l := c.leader()
 		f := c.followers()[0]
 		s := subscribe(t, l.name, l.http)
-		labOK(l, "/lab/cut?peer="+f.raftAdv)
+		// Through the other follower, as the page reaches a node it cannot.
+		if r := viaMember(t, others(c, l, f)[0], l, "POST", "/lab/cut?peer="+f.raftAdv); r.code != 200 || r.body != "ok\n" {
+			t.Fatalf("forwarded /lab/cut: %d %q", r.code, r.body)
+		}
 		s.next(5*time.Second, "lab event", func(e sseEvent) bool {
 			return e.typ == "lab" && e.str("action") == "cut" && e.str("peer") == f.raftAdv
 		})
@@ -345,7 +379,7 @@ func TestLab(t *testing.T) {
 
 	t.Run("isolated leader", func(t *testing.T) {
 		l := c.leader()
-		others := c.followers()
+		rest := c.followers()
 		s := subscribe(t, l.name, l.http)
 		oldTerm := l.mustStatus().Term
 		l.expect("/set?key=k&value=before", 200, "ok\n")
@@ -353,7 +387,7 @@ func TestLab(t *testing.T) {
 		// The leader's side first, then writes to it at once (it keeps
 		// taking them until its lease runs out), then the others' side.
 		cutAt := time.Now()
-		for _, f := range others {
+		for _, f := range rest {
 			labOK(l, "/lab/cut?peer="+f.raftAdv)
 		}
 		short := &http.Client{Timeout: 3 * time.Second, CheckRedirect: httpClient.CheckRedirect}
@@ -372,7 +406,7 @@ func TestLab(t *testing.T) {
 				}
 			}()
 		}
-		for _, f := range others {
+		for _, f := range rest {
 			labOK(f, "/lab/cut?peer="+l.raftAdv)
 		}
 		wg.Wait()
@@ -397,7 +431,7 @@ func TestLab(t *testing.T) {
 			t.Fatalf("no write reached the isolated leader's log (status %+v)", st)
 		}
 
-		nl := waitLeader(t, 10*time.Second-time.Since(cutAt), others, nil)
+		nl := waitLeader(t, 10*time.Second-time.Since(cutAt), rest, nil)
 		t.Logf("%s leads %v after the cut", nl.name, time.Since(cutAt).Round(time.Millisecond))
 		// The new leader's log reaches past the old leader's tail, so every
 		// dropped index is filled with one of its entries.
