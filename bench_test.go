@@ -128,6 +128,11 @@ func (benchStore) Join(string, string, bool) (uint64, error) { return 0, nil }
 func (benchStore) Leave(string) (uint64, error)              { return 0, nil }
 func (benchStore) Status() status                            { return status{} }
 func (benchStore) Members() []server                         { return nil }
+func (benchStore) Lab() *lab                                 { return nil }
+func (benchStore) Log(_, _ uint64, head func(first, last uint64), _ func(logEntry) error) error {
+	head(0, 0)
+	return nil
+}
 
 // discardWriter is a ResponseWriter that keeps nothing, so the allocations
 // counted are the handler's, not a recorder's.

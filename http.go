@@ -43,6 +43,10 @@ type store interface {
 	Leave(raftAddr string) (index uint64, err error)
 	Status() status
 	Members() []server
+	// Log visits this node's own log entries (log.go).
+	Log(from, to uint64, head func(first, last uint64), visit func(logEntry) error) error
+	// Lab is this node's link faults, or nil without -lab (lab.go).
+	Lab() *lab
 }
 
 // api serves the contract's HTTP endpoints.
@@ -111,6 +115,10 @@ func newHandler(s store, events *hub, log hclog.Logger, sec security, extra map[
 		{path: "/leave", h: a.methods(a.leave, http.MethodGet), token: true, changes: true, cors: true, forward: true},
 		{path: "/status", h: a.methods(a.status, http.MethodGet, http.MethodHead)},
 		{path: "/events", h: a.methods(a.streamEvents, http.MethodGet), cors: true},
+		{path: "/log", h: a.methods(a.logView, http.MethodGet), token: true, cors: true, forward: true},
+		{path: "/lab/cut", h: a.labAction("cut"), token: true, changes: true, cors: true, forward: true},
+		{path: "/lab/slow", h: a.labAction("slow"), token: true, changes: true, cors: true, forward: true},
+		{path: "/lab/heal", h: a.labAction("heal"), token: true, changes: true, cors: true, forward: true},
 		{path: "/ui/", h: files.ServeHTTP},
 		{path: "/ui", h: func(w http.ResponseWriter, r *http.Request) {
 			r.URL.Path = "/ui/"
@@ -126,6 +134,9 @@ func newHandler(s store, events *hub, log hclog.Logger, sec security, extra map[
 	}
 	var getH http.HandlerFunc
 	for _, rt := range routes {
+		if rt.h == nil {
+			continue // a feature this node runs without (-lab): 404
+		}
 		h := a.checked(rt)
 		mux.HandleFunc(rt.path, h)
 		if rt.path == "/get" {

@@ -167,6 +167,11 @@ func (s *memStore) Join(r, h string, fresh bool) (uint64, error) { return 0, nil
 func (s *memStore) Leave(r string) (uint64, error)               { return 0, &refusal{} }
 func (s *memStore) Status() status                               { return status{} }
 func (s *memStore) Members() []server                            { return nil }
+func (s *memStore) Lab() *lab                                    { return nil }
+func (s *memStore) Log(_, _ uint64, head func(first, last uint64), _ func(logEntry) error) error {
+	head(0, 0)
+	return nil
+}
 
 func FuzzHTTPRequest(f *testing.F) {
 	const token = "0123456789abcdef-fuzz"

@@ -41,6 +41,7 @@ type options struct {
 	maxMemory         int64
 	pprof             bool
 	allowOrigins      []string
+	lab               bool
 }
 
 func main() {
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/")
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join and /leave then need \"Authorization: Bearer <token>\", and -join sends it")
 	allowOrigin := fs.String("allow-origin", "", "comma-separated origins (http(s)://host:port) of pages that may change state here, besides the members' own pages (e.g. a lab page server)")
+	fs.BoolVar(&o.lab, "lab", false, "serve POST /lab/cut, /lab/slow and /lab/heal: cut or slow this node's Raft RPCs to a peer, for learning (loopback addresses only)")
 	fs.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate of this node (with -tls-key and -tls-ca): Raft over mutual TLS, the API over HTTPS")
 	fs.StringVar(&o.tls.key, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&o.tls.ca, "tls-ca", "", "PEM certificate of the CA that signs every node's certificate")
@@ -207,6 +209,15 @@ func serve(o *options, log hclog.Logger) error {
 	default:
 		return errTLSFlags
 	}
+	if o.lab {
+		for _, a := range []struct{ flag, addr string }{
+			{"-http", o.httpAddr}, {"-http-advertise", o.httpAdvertise}, {"-raft", o.raftAddr}, {"-raft-advertise", o.raftAdvertise},
+		} {
+			if !isLoopbackBind(a.addr) {
+				return fmt.Errorf("-lab runs only on loopback: %s %s is not a loopback address", a.flag, a.addr)
+			}
+		}
+	}
 	if token == "" && (!isLoopbackBind(o.httpAddr) || !isLoopbackBind(o.raftAddr)) {
 		log.Warn("listening beyond loopback without -token-file: anyone who reaches the HTTP API can read, write and add voters (see Running on several hosts)",
 			"http", o.httpAddr, "raft", o.raftAddr)
@@ -241,6 +252,7 @@ func serve(o *options, log hclog.Logger) error {
 		SnapshotInterval:  o.snapshotInterval,
 		SnapshotThreshold: o.snapshotThreshold,
 		TrailingLogs:      o.trailingLogs,
+		Lab:               o.lab,
 		Logger:            log,
 	})
 	if err != nil {

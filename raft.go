@@ -39,6 +39,7 @@ type nodeConfig struct {
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	TrailingLogs      uint64 // log entries kept behind a snapshot
+	Lab               bool   // serve /lab/: link faults set over HTTP (lab.go)
 	Logger            hclog.Logger
 }
 
@@ -50,12 +51,14 @@ type node struct {
 	fsm       *fsm
 	cache     *cache
 	logStore  *raftboltdb.BoltStore
+	raftLog   *truncWatchStore // logStore as raft writes it: reports truncations (log.go)
 	stable    *raftboltdb.BoltStore
 	stream    *streamLayer
 	transport *raft.NetworkTransport
 	commits   *committer
 	reads     *verifier
 	events    *hub // what /events streams (events.go, observe.go)
+	lab       *lab // nil without -lab
 
 	// writable is the tutorial's write-permission flag, driven by NotifyCh.
 	writable atomic.Bool
@@ -162,6 +165,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	if n.stable, err = openBolt("raft-stable.bolt"); err != nil {
 		return nil, err
 	}
+	n.raftLog = &truncWatchStore{LogStore: n.logStore, truncated: n.truncated}
 	// raft-boltdb reports its gauges (free pages, transactions) only while
 	// RunMetrics runs.
 	statsCtx, stopStats := context.WithCancel(context.Background())
@@ -200,7 +204,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
 
-	hasState, err := raft.HasExistingState(n.logStore, n.stable, snaps)
+	hasState, err := raft.HasExistingState(n.raftLog, n.stable, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("read existing raft state in %s: %w", cfg.Dir, err)
 	}
@@ -217,11 +221,14 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftBind, err)
 	}
+	if cfg.Lab {
+		n.lab = newLab(cfg.RaftAdvertise, n.Members, n.events, log.Named("lab"))
+	}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: n.stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: log.Named("transport"),
+		Stream: n.lab.stream(n.stream), MaxPool: 3, Timeout: 10 * time.Second, Logger: log.Named("transport"),
 	})
 	closers = append(closers, n.transport)
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.logStore, n.stable, snaps, n.transport)
+	n.raft, err = raft.NewRaft(rc, n.fsm, n.raftLog, n.stable, snaps, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("start raft (data dir %s): %w", cfg.Dir, err)
 	}
@@ -260,6 +267,9 @@ func (f closerFunc) Close() error { return f() }
 
 // Events is the hub of this node's event stream.
 func (n *node) Events() *hub { return n.events }
+
+// Lab is this node's link faults, or nil when it runs without -lab.
+func (n *node) Lab() *lab { return n.lab }
 
 // HadState reports whether this node's data dir held Raft state at start.
 func (n *node) HadState() bool { return n.hadState }
@@ -605,6 +615,9 @@ type status struct {
 	Keys              int      `json:"keys"`
 	Bytes             int64    `json:"bytes"`  // keys plus values held now
 	Member            bool     `json:"member"` // false once this node was removed
+
+	// Lab is only there with -lab: this node's link faults.
+	Lab *labStatus `json:"lab,omitempty"`
 }
 
 type server struct {
@@ -639,6 +652,9 @@ func (n *node) Status() status {
 		st.LastSnapshotIndex = snapIdx
 	}
 	st.Servers = n.Members()
+	if n.lab != nil {
+		st.Lab = n.lab.status()
+	}
 	return st
 }
 
