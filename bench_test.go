@@ -129,6 +129,8 @@ func (benchStore) Leave(string) (uint64, error)              { return 0, nil }
 func (benchStore) Status() status                            { return status{} }
 func (benchStore) Members() []server                         { return nil }
 func (benchStore) Lab() *lab                                 { return nil }
+func (benchStore) TransferLeadership(string) error           { return nil }
+func (benchStore) SnapshotNow() (bool, error)                { return false, nil }
 func (benchStore) Log(_, _ uint64, head func(first, last uint64), _ func(logEntry) error) error {
 	head(0, 0)
 	return nil

@@ -47,6 +47,10 @@ type store interface {
 	Log(from, to uint64, head func(first, last uint64), visit func(logEntry) error) error
 	// Lab is this node's link faults, or nil without -lab (lab.go).
 	Lab() *lab
+	// TransferLeadership and SnapshotNow are the lab's "hand over" and
+	// "snapshot now" (only served with -lab).
+	TransferLeadership(to string) error
+	SnapshotNow() (taken bool, err error)
 }
 
 // api serves the contract's HTTP endpoints.
@@ -119,6 +123,8 @@ func newHandler(s store, events *hub, log hclog.Logger, sec security, extra map[
 		{path: "/lab/cut", h: a.labAction("cut"), token: true, changes: true, cors: true, forward: true},
 		{path: "/lab/slow", h: a.labAction("slow"), token: true, changes: true, cors: true, forward: true},
 		{path: "/lab/heal", h: a.labAction("heal"), token: true, changes: true, cors: true, forward: true},
+		{path: "/lab/transfer", h: a.labAction("transfer"), token: true, changes: true, cors: true, forward: true},
+		{path: "/lab/snapshot", h: a.labAction("snapshot"), token: true, changes: true, cors: true, forward: true},
 		{path: "/ui/", h: files.ServeHTTP},
 		{path: "/ui", h: func(w http.ResponseWriter, r *http.Request) {
 			r.URL.Path = "/ui/"

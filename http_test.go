@@ -168,6 +168,8 @@ func (s *memStore) Leave(r string) (uint64, error)               { return 0, &re
 func (s *memStore) Status() status                               { return status{} }
 func (s *memStore) Members() []server                            { return nil }
 func (s *memStore) Lab() *lab                                    { return nil }
+func (s *memStore) TransferLeadership(string) error              { return nil }
+func (s *memStore) SnapshotNow() (bool, error)                   { return false, nil }
 func (s *memStore) Log(_, _ uint64, head func(first, last uint64), _ func(logEntry) error) error {
 	head(0, 0)
 	return nil

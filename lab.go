@@ -283,7 +283,7 @@ func (c *labConn) Close() error {
 	return err
 }
 
-// ---- HTTP: POST /lab/cut, /lab/slow, /lab/heal ----
+// ---- HTTP: POST /lab/cut, /lab/slow, /lab/heal, /lab/transfer, /lab/snapshot ----
 
 // labAction is the handler of POST /lab/<action>, or nil when this node
 // runs without -lab (the route is then absent: 404). Parameters are read
@@ -315,6 +315,12 @@ func (a *api) labAction(action string) http.HandlerFunc {
 			}
 		case "heal":
 			err = l.Heal(peer)
+		case "transfer":
+			a.labTransfer(w, r, l, p.Get("to"))
+			return
+		case "snapshot":
+			a.labSnapshot(w, r, l)
+			return
 		}
 		if err != nil {
 			// Every failure is the request's: an unknown peer or a bad delay.
@@ -323,4 +329,36 @@ func (a *api) labAction(action string) http.HandlerFunc {
 		}
 		text(w, http.StatusOK, "ok\n")
 	}
+}
+
+// labTransfer is POST /lab/transfer?to=<server ID>: the leader hands over to
+// that member. Like a write, a non-leader refuses (307 to the leader, or 503);
+// a "to" that is not another member is 400.
+func (a *api) labTransfer(w http.ResponseWriter, r *http.Request, l *lab, to string) {
+	err := a.store.TransferLeadership(to)
+	switch {
+	case errors.Is(err, errNotPeer):
+		text(w, http.StatusBadRequest, "param error\n")
+	case err != nil:
+		a.fail(w, r, err)
+	default:
+		l.events.publish("lab", map[string]any{"action": "transfer", "peer": to, "delay": ""})
+		text(w, http.StatusOK, "ok\n")
+	}
+}
+
+// labSnapshot is POST /lab/snapshot: a snapshot now, on this node. Nothing
+// new since the last one is still 200, and says so.
+func (a *api) labSnapshot(w http.ResponseWriter, r *http.Request, l *lab) {
+	taken, err := a.store.SnapshotNow()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	l.events.publish("lab", map[string]any{"action": "snapshot", "peer": "", "delay": ""})
+	if !taken {
+		text(w, http.StatusOK, "ok: nothing new since the last snapshot\n")
+		return
+	}
+	text(w, http.StatusOK, "ok\n")
 }

@@ -473,6 +473,33 @@ func TestLab(t *testing.T) {
 			l.expect(fmt.Sprintf("/get?key=lost%d", i), 404, "\n")
 		}
 	})
+
+	// Hand over: the leader tells the chosen follower to campaign at once;
+	// a follower asked to hand over refuses as for a write. Snapshot now:
+	// the node's last snapshot index reaches its applied index.
+	t.Run("transfer and snapshot", func(t *testing.T) {
+		c.heal()
+		l := c.leader()
+		to := others(c, l)[0]
+		if r := labPost(to, "/lab/transfer?to="+l.raftAdv); r.code != 307 {
+			t.Fatalf("transfer asked of a follower: %d %q, want its 307", r.code, r.body)
+		}
+		if r := labPost(l, "/lab/transfer?to="+l.raftAdv); r.code != 400 {
+			t.Fatalf("transfer to itself: %d %q", r.code, r.body)
+		}
+		labOK(l, "/lab/transfer?to="+to.raftAdv)
+		if nl := waitLeader(t, 10*time.Second, c.nodes, l); nl != to {
+			t.Fatalf("%s leads after a hand-over to %s", nl.name, to.name)
+		}
+		r := to.expect("/set?key=snap&value=1", 200, "ok\n")
+		idx := parseIndex(r.header.Get("X-Raft-Index"))
+		if r := labPost(to, "/lab/snapshot"); r.code != 200 || !strings.HasPrefix(r.body, "ok") {
+			t.Fatalf("snapshot now: %d %q", r.code, r.body)
+		}
+		if s, err := to.status(); err != nil || s.LastSnapshotIndex < idx {
+			t.Fatalf("after snapshot now: last snapshot index %d < %d (%v)", s.LastSnapshotIndex, idx, err)
+		}
+	})
 }
 
 // A node without -lab answers 404 on /lab/ and has no "lab" in /status;

@@ -271,6 +271,44 @@ func (n *node) Events() *hub { return n.events }
 // Lab is this node's link faults, or nil when it runs without -lab.
 func (n *node) Lab() *lab { return n.lab }
 
+// TransferLeadership hands leadership to the member with server ID to: the
+// leader tells it to start an election at once (raft's TimeoutNow), the
+// lab's "time out this node now". A non-leader refuses, as for a write.
+func (n *node) TransferLeadership(to string) error {
+	if n.removed.Load() {
+		return errNotMember
+	}
+	if !n.writable.Load() {
+		return n.refuse()
+	}
+	servers, err := n.configuration()
+	if err != nil {
+		return err
+	}
+	m, ok := findMemberByID(servers, to)
+	if !ok || to == n.cfg.RaftAdvertise {
+		return errNotPeer
+	}
+	if err := n.raft.LeadershipTransferToServer(m.ID, m.Address).Error(); err != nil {
+		return n.raftErr("leadership transfer to "+to, err)
+	}
+	return nil
+}
+
+// SnapshotNow asks raft for a snapshot at once (a user snapshot), instead
+// of waiting for -snapshot-interval. Nothing new since the last one is not
+// an error: it reports false.
+func (n *node) SnapshotNow() (bool, error) {
+	err := n.raft.Snapshot().Error()
+	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("snapshot: %w", err)
+	}
+	return true, nil
+}
+
 // HadState reports whether this node's data dir held Raft state at start.
 func (n *node) HadState() bool { return n.hadState }
 

@@ -238,6 +238,8 @@ HANDLERS.lab = (n, ev, note) => {
   const text = action === "cut" ? html`${b(n.id)} → ${b(peer)} cut: what ${b(n.id)} sends there is lost`
     : action === "slow" ? html`${b(n.id)} → ${b(peer)} slowed by ${String(ev.delay || "")} per message`
     : action === "heal" ? (peer ? html`${b(n.id)} → ${b(peer)} healed` : html`every link from ${b(n.id)} healed`)
+    : action === "transfer" ? html`${b(n.id)} hands leadership over to ${b(peer)}: it tells ${b(peer)} to start an election now`
+    : action === "snapshot" ? html`${b(n.id)} was asked for a snapshot now`
     : html`${b(n.id)}: lab action ${action}`;
   addEntry("lab", n.id, html`${text}${note}`, ev.time);
 };
