@@ -1,8 +1,15 @@
 # stcache: `make cluster` starts the tutorial's three nodes, `make test` runs every check.
 GO      ?= go
 BIN     := ./stcached
+LAB     := ./stlab
 CLUSTER := cluster
-NODES   := 1 2 3
+# make cluster N=5: five nodes (HTTP 6000-6004, Raft 7000-7004); the tutorial has three.
+N       ?= 3
+NODES   := $(shell seq 1 $(N))
+# The lab supervisor's page and API (a port browsers allow), and the flags it
+# gives every node besides -allow-origin for that page.
+LABADDR := 127.0.0.1:6080
+NODEFLAGS ?= -lab
 
 .PHONY: build test fmt-check vet staticcheck gotest cluster demo certs stop clean bench gobench jepsen
 
@@ -34,37 +41,54 @@ gotest:
 
 # The tutorial's demo: node1 bootstraps on 6000/7000, node2 and node3 join it
 # on 6001/7001 and 6002/7002 (they retry until node1 leads). Logs and data go
-# under ./cluster/. Run it again after stopping or killing a node: it starts
-# only the nodes that are not running (a node with data starts from it).
+# under ./cluster/. The lab supervisor (cmd/stlab, ./stlab, on 127.0.0.1:6080)
+# starts the nodes and owns them, so the page it serves can crash, restart,
+# freeze and thaw them. Run it again after stopping or killing a node: it
+# starts only the nodes that are not running (a node with data starts from
+# it); if stlab runs, SIGHUP asks it to.
 cluster: build
+	$(GO) build -o $(LAB) ./cmd/stlab
 	@mkdir -p $(CLUSTER)
-	@started=""; for i in $(NODES); do \
+	@marker='^=== make cluster: starting'; wait=""; for i in $(NODES); do \
 	  pidf=$(CLUSTER)/node$$i.pid; log=$(CLUSTER)/node$$i.log; \
 	  if [ -f $$pidf ] && kill -0 $$(cat $$pidf) 2>/dev/null; then echo "node$$i already running (pid $$(cat $$pidf))"; continue; fi; \
-	  h=127.0.0.1:600$$((i-1)); r=127.0.0.1:700$$((i-1)); \
-	  if [ $$i = 1 ]; then extra=-bootstrap; else extra="-join 127.0.0.1:6000"; fi; \
-	  echo "=== make cluster: starting node$$i" >>$$log; \
-	  $(BIN) -node node$$i -dir $(CLUSTER)/node$$i -http $$h -raft $$r $$extra >>$$log 2>&1 & echo $$! >$$pidf; \
-	  started="$$started $$i"; \
+	  n=$$(grep -c "$$marker" $$log 2>/dev/null); wait="$$wait $$i:$${n:-0}"; \
 	done; \
-	for i in $$started; do \
-	  log=$(CLUSTER)/node$$i.log; ok=""; \
+	labf=$(CLUSTER)/stlab.pid; \
+	if [ -f $$labf ] && kill -0 $$(cat $$labf) 2>/dev/null; then \
+	  lab=$$(cat $$labf); [ -z "$$wait" ] || kill -HUP $$lab; \
+	else \
+	  nohup $(LAB) -bin $(BIN) -dir $(CLUSTER) -n $(N) -addr $(LABADDR) -node-flags '$(NODEFLAGS)' </dev/null >>$(CLUSTER)/stlab.log 2>&1 & lab=$$!; \
+	  for t in $$(seq 1 100); do [ "$$(cat $$labf 2>/dev/null)" = $$lab ] && break; kill -0 $$lab 2>/dev/null || break; sleep 0.1; done; \
+	  kill -0 $$lab 2>/dev/null || { echo "stlab failed to start; see $(CLUSTER)/stlab.log:"; tail -3 $(CLUSTER)/stlab.log; exit 1; }; \
+	  echo "stlab started: http://$(LABADDR)/, pid $$lab, log $(CLUSTER)/stlab.log"; \
+	fi; \
+	for w in $$wait; do \
+	  i=$${w%%:*}; before=$${w#*:}; log=$(CLUSTER)/node$$i.log; ok=""; \
 	  for t in $$(seq 1 150); do \
-	    last=$$(sed -n '/=== make cluster: starting/h; //!H; $${x;p}' $$log); \
-	    if echo "$$last" | grep -qE "stcached: "; then echo "node$$i failed to start:"; echo "$$last" | tail -3; exit 1; fi; \
-	    if [ $$i = 1 ] || echo "$$last" | grep -qE "joined cluster|existing_state=true"; then \
-	      echo "$$last" | grep -q "serving http" && { ok=1; break; }; fi; \
+	    kill -0 $$lab 2>/dev/null || { echo "stlab exited; see $(CLUSTER)/stlab.log:"; tail -3 $(CLUSTER)/stlab.log; exit 1; }; \
+	    n=$$(grep -c "$$marker" $$log 2>/dev/null); \
+	    if [ "$${n:-0}" -gt "$$before" ]; then \
+	      last=$$(sed -n '/=== make cluster: starting/h; //!H; $${x;p}' $$log); \
+	      if echo "$$last" | grep -qE "stcached: "; then echo "node$$i failed to start:"; echo "$$last" | tail -3; exit 1; fi; \
+	      if [ $$i = 1 ] || echo "$$last" | grep -qE "joined cluster|existing_state=true"; then \
+	        echo "$$last" | grep -q "serving http" && { ok=1; break; }; fi; \
+	    fi; \
 	    sleep 0.2; \
 	  done; \
 	  [ -n "$$ok" ] || { echo "node$$i not up after 30s; see $$log"; exit 1; }; \
-	  echo "node$$i started: http 127.0.0.1:600$$((i-1)), raft 127.0.0.1:700$$((i-1)), pid $$(cat $(CLUSTER)/node$$i.pid)"; \
+	  echo "node$$i started: http 127.0.0.1:$$((5999+i)), raft 127.0.0.1:$$((6999+i)), pid $$(cat $(CLUSTER)/node$$i.pid)"; \
 	done
-	@echo "logs and data in ./$(CLUSTER)/; watch it live: http://127.0.0.1:6001/ (browsers refuse port 6000)"
+	@echo "logs and data in ./$(CLUSTER)/"
+	@echo "the lab, live (click a node to crash, restart, freeze or thaw it): http://$(LABADDR)/"
+	@echo "node2's own page: http://127.0.0.1:6001/ (browsers refuse port 6000)"
 	@echo "try:"
 	@echo "  curl '127.0.0.1:6000/set?key=ping&value=pong'"
 	@echo "  curl '127.0.0.1:6001/get?key=ping'"
 	@echo "  curl 127.0.0.1:6002/status"
+	@echo "  curl -X POST $(LABADDR)/lab-api/nodes/node2/crash"
 	@echo "stop with: make stop"
+	@n=$$(($(N)+1)); [ ! -d $(CLUSTER)/node$$n ] || echo "note: $(CLUSTER)/node$$n is left from a larger make cluster: it is still a member and counts in every majority (make clean starts over)"
 
 # The tutorial's section 4 as a narrated walkthrough on the make cluster nodes
 # (it starts any that are not running): each step says what to watch in
@@ -96,16 +120,23 @@ gobench:
 jepsen:
 	$(GO) test -run '^TestJepsen$$' -v -count=1 -timeout 30m . -args -jepsen.long $(if $(filter 1,$(STALE)),-jepsen.stale) $(JEPSENFLAGS)
 
-# Stops exactly the nodes `make cluster` started (by the PIDs it recorded).
+# Stops exactly what `make cluster` started (by the PIDs recorded in ./cluster/):
+# the lab supervisor first (so nothing restarts a node meanwhile), then every
+# node, frozen ones too (SIGCONT after SIGTERM: a stopped process acts on
+# SIGTERM only once it runs).
 stop:
-	@for i in $(NODES); do \
-	  f=$(CLUSTER)/node$$i.pid; [ -f $$f ] || continue; p=$$(cat $$f); \
-	  if kill -0 $$p 2>/dev/null; then kill -TERM $$p && echo "stopping node$$i (pid $$p)"; fi; \
+	@f=$(CLUSTER)/stlab.pid; if [ -f $$f ]; then p=$$(cat $$f); \
+	  if kill -0 $$p 2>/dev/null; then kill -TERM $$p && echo "stopping stlab (pid $$p)"; \
+	    for t in $$(seq 1 50); do kill -0 $$p 2>/dev/null || break; sleep 0.1; done; fi; \
+	  rm -f $$f; fi
+	@for f in $(CLUSTER)/node*.pid; do \
+	  [ -f $$f ] || continue; p=$$(cat $$f); n=$$(basename $$f .pid); \
+	  if kill -0 $$p 2>/dev/null; then kill -TERM $$p && kill -CONT $$p 2>/dev/null; echo "stopping $$n (pid $$p)"; fi; \
 	done
-	@for i in $(NODES); do \
-	  f=$(CLUSTER)/node$$i.pid; [ -f $$f ] || continue; p=$$(cat $$f); \
+	@for f in $(CLUSTER)/node*.pid; do \
+	  [ -f $$f ] || continue; p=$$(cat $$f); \
 	  for t in $$(seq 1 100); do kill -0 $$p 2>/dev/null || break; sleep 0.1; done; rm -f $$f; \
 	done
 
 clean: stop
-	rm -rf $(BIN) $(CLUSTER) stbench
+	rm -rf $(BIN) $(LAB) $(CLUSTER) stbench
