@@ -134,14 +134,19 @@ func (l *lab) views() []nodeView {
 }
 
 // stoppedBySignal reports whether the process is stopped (SIGSTOP from
-// anyone: the supervisor, or a terminal's kill -STOP), as Linux's
-// /proc/<pid>/stat says; false where there is no /proc.
+// anyone: the supervisor, or a terminal's kill -STOP), as Linux's /proc
+// says; false where there is no /proc.
 func stoppedBySignal(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return statStopped(fmt.Sprintf("/proc/%d/stat", pid))
+}
+
+// statStopped reads a /proc stat file, "pid (comm) S ...", whose comm may
+// hold spaces and parentheses: state T is stopped by a signal.
+func statStopped(path string) bool {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return false
 	}
-	// "pid (comm) S ...": comm may hold spaces and parentheses.
 	i := strings.LastIndexByte(string(b), ')')
 	return i >= 0 && strings.HasPrefix(string(b[i+1:]), " T")
 }
@@ -325,16 +330,46 @@ func (l *lab) signalFrozen(n *node, freeze bool) error {
 		return conflict("%s is %s, not frozen", n.name, state)
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if n.cmd != cmd {
+		l.mu.Unlock()
 		return conflict("%s is not running", n.name) // it died meanwhile
 	}
 	if err := cmd.Process.Signal(sig); err != nil {
+		l.mu.Unlock()
 		return fmt.Errorf("%s: %w", verb, err)
 	}
 	n.frozen = freeze
+	l.mu.Unlock()
 	l.log.Info(verb, "node", n.name, "pid", cmd.Process.Pid)
+	if freeze {
+		waitStopped(cmd.Process.Pid, 2*time.Second)
+	}
 	return nil
+}
+
+// waitStopped waits until every thread of the process has stopped, so that
+// "frozen" means it answers nothing from now on: SIGSTOP returns at once,
+// and a thread busy on another CPU can still serve a request meanwhile.
+// Where there is no /proc it returns at once.
+func waitStopped(pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return // no /proc, or the process is gone
+		}
+		all := true
+		for _, t := range tasks {
+			if !statStopped(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name())) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // healAll undoes every fault: thaws the frozen nodes, heals every link
