@@ -60,7 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:6080", "where the page and the API are served (loopback only)")
 	fs.IntVar(&c.httpBase, "http-base", 6000, "node i's HTTP port is http-base+i-1 (on 127.0.0.1)")
 	fs.IntVar(&c.raftBase, "raft-base", 7000, "node i's Raft port is raft-base+i-1 (on 127.0.0.1)")
-	nodeFlags := fs.String("node-flags", "-lab", "extra flags for every node (besides -allow-origin for this page, always given)")
+	nodeFlags := fs.String("node-flags", "-lab -trailing-logs 128", "extra flags for every node (besides -allow-origin for this page, always given); the lessons count on -trailing-logs 128")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `stlab: the lab supervisor. It starts the cluster's nodes, owns them, and lets

@@ -72,10 +72,9 @@ func startLab(t *testing.T) *testLab {
 		client: &http.Client{Timeout: 10 * time.Second}}
 	addr := fmt.Sprintf("127.0.0.1:%d", freeRange(t, 1))
 	lab.url = "http://" + addr
-	// No -lab for the nodes: the stcached on this branch may not have it yet.
-	// -allow-origin, which stlab adds, it has.
+	// As make cluster's nodes, but with the snapshot settings of the tutorial.
 	lab.args = []string{"-bin", stcached, "-dir", lab.dir, "-n", "3", "-addr", addr,
-		"-http-base", strconv.Itoa(freeRange(t, 3)), "-raft-base", strconv.Itoa(freeRange(t, 3)), "-node-flags", ""}
+		"-http-base", strconv.Itoa(freeRange(t, 3)), "-raft-base", strconv.Itoa(freeRange(t, 3)), "-node-flags", "-lab"}
 	t.Cleanup(func() {
 		if lab.cmd != nil && lab.cmd.ProcessState == nil {
 			_ = lab.cmd.Process.Kill()
@@ -229,6 +228,9 @@ type nodeStatus struct {
 	Servers  []struct {
 		ID string `json:"id"`
 	} `json:"servers"`
+	Lab *struct {
+		Cut []string `json:"cut"`
+	} `json:"lab"`
 }
 
 // status asks a node directly, within timeout.
@@ -454,16 +456,22 @@ func TestSupervisor(t *testing.T) {
 	t.Run("heal all", func(t *testing.T) {
 		lab.act("node2", "crash")
 		lab.act("node3", "freeze")
-		r := lab.do("POST", "/lab-api/heal-all", nil)
-		if r.code != 200 || !strings.Contains(r.body, "thawed node3\n") || !strings.Contains(r.body, "restarted node2\n") {
-			t.Fatalf("heal-all: %d %q", r.code, r.body)
+		cut, err := lab.client.Post("http://"+nodes["node1"].HTTP+"/lab/cut?peer="+nodes["node2"].Raft, "", nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		// It asked every running node to heal its links: without -lab
-		// they answer 404, which is no failure.
-		for _, n := range []string{"node1", "node3"} {
-			if !strings.Contains(r.body, "healed every link of "+n+"\n") && !strings.Contains(r.body, n+": no /lab/heal") {
-				t.Errorf("heal-all did not heal %s's links: %q", n, r.body)
+		cut.Body.Close()
+		if s, err := status(nodes["node1"].HTTP, time.Second); err != nil || s.Lab == nil || len(s.Lab.Cut) != 1 || cut.StatusCode != 200 {
+			t.Fatalf("cut node1 -> node2: %d, then %+v %v", cut.StatusCode, s.Lab, err)
+		}
+		r := lab.do("POST", "/lab-api/heal-all", nil)
+		for _, want := range []string{"thawed node3\n", "healed every link of node1\n", "healed every link of node3\n", "restarted node2\n"} {
+			if r.code != 200 || !strings.Contains(r.body, want) {
+				t.Fatalf("heal-all: %d %q, want 200 and %q", r.code, r.body, want)
 			}
+		}
+		if s, err := status(nodes["node1"].HTTP, time.Second); err != nil || s.Lab == nil || len(s.Lab.Cut) != 0 {
+			t.Errorf("node1's links after heal-all: %+v %v, want no cut", s.Lab, err)
 		}
 		for _, n := range []string{"node1", "node2", "node3"} {
 			lab.waitMember(n)
@@ -560,6 +568,33 @@ func TestRelayFailover(t *testing.T) {
 		want := method + " /status host=" + l.nodes[1].http
 		if rec.Code != 200 || rec.Body.String() != want {
 			t.Errorf("%s: %d %q, want 200 %q", method, rec.Code, rec.Body.String(), want)
+		}
+	}
+}
+
+// Heal all asks each node to heal its links: a node started without -lab
+// answers 404, which is no failure (it has no link faults); any other
+// refusal is one.
+func TestHealLinks(t *testing.T) {
+	for _, c := range []struct {
+		code    int
+		want    string
+		failure bool
+	}{
+		{200, "healed every link of node1", false},
+		{404, "node1: no /lab/heal (started without -lab): no link faults to heal", false},
+		{403, "node1: heal failed: 403 forbidden: cross-site request", true},
+	} {
+		var got string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got = r.Method + " " + r.URL.String()
+			text(w, c.code, map[int]string{200: "ok\n", 404: "404 page not found\n", 403: "forbidden: cross-site request\n"}[c.code])
+		}))
+		l := &lab{log: hclog.NewNullLogger(), client: srv.Client()}
+		msg, err := l.healLinks(t.Context(), &node{name: "node1", http: strings.TrimPrefix(srv.URL, "http://")})
+		srv.Close()
+		if got != "POST /lab/heal" || msg != c.want || (err != nil) != c.failure {
+			t.Errorf("%d: sent %q; said %q, err %v; want %q, failure %v", c.code, got, msg, err, c.want, c.failure)
 		}
 	}
 }
