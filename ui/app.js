@@ -148,6 +148,16 @@ function removeMember(n) {
 // none opens is the node lost to us. So a relay that dies does not make the
 // nodes it relayed look dead.
 
+// The server this page came from, when it is not a member (the lab
+// supervisor, which passes every request on to a node that answers): the
+// route of last resort, for streams and requests alike.
+const PAGE_SERVER = { id: "", http: location.host, pageServer: true };
+const pageServerRoute = () => (members().some((m) => m.http === location.host) ? null : PAGE_SERVER);
+// How a route is called in the page's sentences (text).
+const viaName = (via) => (via.pageServer ? "the page's server" : nameOf(via.id));
+// The same, as markup for the timeline.
+const viaMention = (via) => (via.pageServer ? html`the page's server` : b(via.id));
+
 function streamURL(n, via) {
   return via ? `${SCHEME}//${via.http}/events?node=${encodeURIComponent(n.id)}` : `${SCHEME}//${n.http}/events`;
 }
@@ -158,7 +168,8 @@ function streamURL(n, via) {
 function routesTo(n) {
   const relays = members().filter((m) => m !== n && m.open && !m.via && m.http)
     .sort((p, q) => (q.http === location.host) - (p.http === location.host));
-  return (n.directBlocked ? [] : [null]).concat(relays);
+  const page = pageServerRoute();
+  return (n.directBlocked ? [] : [null]).concat(relays, page ? [page] : []);
 }
 
 function openStream(n) {
@@ -170,7 +181,7 @@ function openStream(n) {
   }
   const via = n.routes.shift() || null;
   n.via = via;
-  if (via) n.triedVia.push(via.id);
+  if (via) n.triedVia.push(via);
   const es = new EventSource(streamURL(n, via));
   n.es = es;
   for (const type of STREAM_TYPES) {
@@ -223,8 +234,8 @@ function onStreamError(n, es) {
     nodeLost(n, new Date(since));
   } else if (!n.reportedDown) {
     n.reportedDown = true;
-    const through = n.triedVia.length ? html`, nor through ${joinMarkup(n.triedVia.map(b), ", ")}` : "";
-    const tried = n.directBlocked ? html` (not through ${joinMarkup(n.triedVia.map(b), ", ")} either)` : html` (not directly${through})`;
+    const through = n.triedVia.length ? html`, nor through ${joinMarkup(n.triedVia.map(viaMention), ", ")}` : "";
+    const tried = n.directBlocked ? html` (not through ${joinMarkup(n.triedVia.map(viaMention), ", ")} either)` : html` (not directly${through})`;
     addEntry("unreachable", n.id, html`${b(n.id)} does not answer: its event stream cannot be opened${tried}`);
   }
   scheduleRender();
@@ -287,9 +298,9 @@ const HANDLERS = {
     if (Array.isArray(ev.servers) && ev.servers.length && (order.length <= 1 || ev.state === "Leader")) {
       applyServers(ev.servers);
     }
-    const how = n.via ? html` <span class="by">(relayed by ${b(n.via.id)}: this browser cannot open ${n.http} itself)</span>` : "";
+    const how = n.via ? html` <span class="by">(relayed by ${viaMention(n.via)}: this browser cannot open ${n.http} itself)</span>` : "";
     if (quietly) {
-      if (n.via) addEntry("reachable", n.id, html`${b(n.id)}'s stream now comes through ${b(n.via.id)}${note}`, ev.time);
+      if (n.via) addEntry("reachable", n.id, html`${b(n.id)}'s stream now comes through ${viaMention(n.via)}${note}`, ev.time);
     } else if (returning) {
       addEntry("reachable", n.id, html`${b(n.id)} answers again (its event stream reopened): ${ev.state} in term ${num(ev.term)}${how}${note}`, ev.time);
       if (!storyUnsettled()) setStory({ kind: "back", id: n.id });
@@ -602,7 +613,7 @@ function drawNode(n) {
     ? `per ${reporters.map((m) => nameOf(m.id)).join(", ")}` : n.everOpen ? `last seen term ${n.term}` : "never seen";
   g.querySelector(".keys").textContent = n.open ? plural(n.keys, "key") : reporters.length ? "stream unreachable"
     : n.lostAt ? `since ${clock(n.lostAt, false)}` : "";
-  const how = reach === "relayed" ? `its stream relayed by ${nameOf(n.via.id)} (this browser cannot open ${n.http} itself)`
+  const how = reach === "relayed" ? `its stream relayed by ${viaName(n.via)} (this browser cannot open ${n.http} itself)`
     : reach === "reported" ? `leader per ${reporters.map((m) => nameOf(m.id)).join(" and ")}; its own stream is not reachable from this browser`
     : reach === "none" ? "its stream cannot be opened, directly or relayed" : "its stream comes straight from it";
   g.querySelector("title").textContent = `${nameOf(n.id)} — Raft ID ${n.id}, HTTP ${n.http || "unknown"}\n` +
@@ -798,7 +809,7 @@ function drawMarkers(g, n, lo) {
 function drawSummary() {
   const l = clusterLeader();
   const down = members().filter((n) => !n.open).map((n) => nameOf(n.id));
-  const relayed = openMembers().filter((n) => n.via).map((n) => `${nameOf(n.id)} via ${nameOf(n.via.id)}`);
+  const relayed = openMembers().filter((n) => n.via).map((n) => `${nameOf(n.id)} via ${viaName(n.via)}`);
   const leader = !l ? "none" : l.open ? nameOf(l.id) : `${nameOf(l.id)} (per ${reportersOf(l.id).map((m) => nameOf(m.id)).join(", ")})`;
   document.getElementById("summary").textContent = [`term ${clusterTerm()}`, `leader ${leader}`,
     `commit index ${leaderCommit()}`, `streams from ${openMembers().length} of ${order.length} nodes` +
@@ -915,7 +926,7 @@ function filterBox(box, hidden, key) {
 function writeTarget() {
   const direct = openMembers().filter((n) => !n.via);
   const l = clusterLeader();
-  return direct.find((n) => n === l) || direct.find((n) => n.http === location.host) || direct[0] || null;
+  return direct.find((n) => n === l) || direct.find((n) => n.http === location.host) || direct[0] || pageServerRoute();
 }
 
 async function onWriteSubmit(e) {
@@ -935,13 +946,13 @@ async function onWriteSubmit(e) {
   if (token) headers.Authorization = `Bearer ${token}`;
   const body = new URLSearchParams({ key, value }).toString();
   const l = clusterLeader();
-  setWriteResult(target === l ? `sending to the leader ${nameOf(target.id)}…` : `sending to ${nameOf(target.id)}, which forwards it to the leader…`, "");
+  setWriteResult(target === l ? `sending to the leader ${nameOf(target.id)}…` : `sending to ${viaName(target)}, which forwards it to the leader…`, "");
   let res, text;
   try {
     res = await fetch(`${SCHEME}//${target.http}/set`, { method: "POST", mode: "cors", headers, body, redirect: "manual" });
     text = (await res.text()).trim();
   } catch (err) {
-    writeFailed(target.id, key, `no answer from ${nameOf(target.id)} (${err.message}) — the leader may have just stopped; try again in a second`);
+    writeFailed(target.id, key, `no answer from ${viaName(target)} (${err.message}) — the leader may have just stopped; try again in a second`);
     return;
   }
   if (!res.ok) {

@@ -30,7 +30,7 @@ const lab = {
 // as for the page's writes: node1's port 6000 is one the browser refuses.
 async function nodeRequest(n, method, path) {
   const direct = n.open && !n.via ? n : null;
-  const via = direct || openMembers().find((m) => !m.via);
+  const via = direct || openMembers().find((m) => !m.via) || pageServerRoute();
   if (!via) throw new Error("no node answers this page");
   const headers = {};
   if (!direct) headers["X-Stcache-Forward"] = n.id;
@@ -147,8 +147,13 @@ async function onReadSubmit(e) {
 
 // ------------------------------------------------------------------ the node menu
 
+// What the menu of n offers depends on this: when it changes while the menu
+// is open (the supervisor saw the crash), the menu is built again.
+const menuSignature = (n) => JSON.stringify([n.id, (procOf(n) || {}).state, n.role, n.open, hasLab(n), order]);
+
 function openMenu(n) {
   lab.menuFor = n.id;
+  lab.menuSig = menuSignature(n);
   const menu = document.getElementById("node-menu");
   menu.textContent = "";
   const title = document.createElement("h3");
@@ -367,6 +372,8 @@ function drawFaults() {
   }
   for (const n of openMembers()) if (n.lastLog !== n.logSeen) { n.logSeen = n.lastLog; refreshLog(n); }
   if (lab.selected && nodes.get(lab.selected.id)) showEntry(nodes.get(lab.selected.id), lab.selected.index);
+  const open = lab.menuFor && nodes.get(lab.menuFor);
+  if (open && menuSignature(open) !== lab.menuSig) openMenu(open);
 }
 
 renderHooks.push(drawFaults);

@@ -23,7 +23,7 @@ async function tryRequest(n, method, path, ms) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), ms || 15000);
   const direct = n.open && !n.via ? n : null;
-  const via = direct || openMembers().find((m) => !m.via);
+  const via = direct || openMembers().find((m) => !m.via) || pageServerRoute();
   const headers = { "X-Stcache-Forward": n.id };
   if (token) headers.Authorization = `Bearer ${token}`;
   try {

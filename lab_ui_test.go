@@ -1,0 +1,451 @@
+package main
+
+// The lab in a real browser: make cluster's layout, started the way make
+// cluster starts it (the lab supervisor, cmd/stlab, owning three -lab nodes,
+// node1 on a port the browser refuses), the page opened at the supervisor's
+// URL as the README says, every control clicked and its effect checked on the
+// real processes, and lesson 4 run from the page to its end.
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+var updateLabScreenshots = flag.Bool("ui.lab-screenshots", false, "write lesson 4's screenshots to testdata/lab-lesson4-*.png (for docs/lab.md)")
+
+// labNode is one node the supervisor started: what the test knows of it.
+type labNode struct {
+	name, http, raft string
+	pidFile          string
+}
+
+func (n labNode) status() (status, error) {
+	r, err := call(n.http, "/status")
+	if err != nil {
+		return status{}, err
+	}
+	var s status
+	err = json.Unmarshal([]byte(r.body), &s)
+	return s, err
+}
+
+// freeRun returns a port p such that p..p+n-1 are free on 127.0.0.1, trying
+// the candidates first (nil: any below the ephemeral range).
+func freeRun(t *testing.T, n int, candidates ...int) int {
+	t.Helper()
+	free := func(p int) bool {
+		for i := range n {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+i))
+			if err != nil {
+				return false
+			}
+			l.Close()
+		}
+		return true
+	}
+	for _, p := range candidates {
+		if free(p) {
+			return p
+		}
+	}
+	if len(candidates) > 0 {
+		t.Fatalf("none of %v has %d free ports after it", candidates, n)
+	}
+	for range 200 {
+		_, port, _ := net.SplitHostPort(freeAddr(t))
+		p, _ := strconv.Atoi(port)
+		if free(p) {
+			return p
+		}
+	}
+	t.Fatalf("no run of %d free ports", n)
+	return 0
+}
+
+// startLab builds cmd/stlab and runs it as make cluster does, with node1's
+// HTTP port one the browser refuses, and waits for a writable leader. Every
+// process is stopped at the end, the nodes by their PID files.
+func startLab(t *testing.T) (page string, nodes []labNode) {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "stlab")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/stlab").CombinedOutput(); err != nil {
+		t.Fatalf("build stlab: %v\n%s", err, out)
+	}
+	// 6000 (X11), as make cluster; else 10080 (Amanda) or 6665 (IRC), which
+	// browsers refuse as well.
+	httpBase := freeRun(t, 3, 6000, 10080, 6665)
+	raftBase := freeRun(t, 3)
+	page = freeAddr(t)
+	data := filepath.Join(dir, "cluster")
+	cmd := exec.Command(bin, "-bin", daemonPath, "-dir", data, "-n", "3", "-addr", page,
+		"-http-base", strconv.Itoa(httpBase), "-raft-base", strconv.Itoa(raftBase))
+	logf, err := os.Create(filepath.Join(dir, "stlab.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		nodes = append(nodes, labNode{name: fmt.Sprintf("node%d", i),
+			http: fmt.Sprintf("127.0.0.1:%d", httpBase+i-1), raft: fmt.Sprintf("127.0.0.1:%d", raftBase+i-1),
+			pidFile: filepath.Join(data, fmt.Sprintf("node%d.pid", i))})
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		for _, n := range nodes {
+			if b, err := os.ReadFile(n.pidFile); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGCONT)
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		logf.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(dir, "stlab.log")); err == nil {
+				t.Logf("---- stlab log ----\n%s", b)
+			}
+			for _, n := range nodes {
+				if b, err := os.ReadFile(filepath.Join(data, n.name+".log")); err == nil {
+					t.Logf("---- %s log (tail) ----\n%s", n.name, tail(string(b), 3000))
+				}
+			}
+		}
+	})
+	waitFor(t, 60*time.Second, "the supervisor's cluster to elect node1 and take writes", func() error {
+		for _, n := range nodes {
+			s, err := n.status()
+			if err != nil {
+				return err
+			}
+			if s.Leader != nodes[0].raft || len(s.Servers) != 3 {
+				return fmt.Errorf("%s: leader %q, %d servers", n.name, s.Leader, len(s.Servers))
+			}
+		}
+		return nil
+	})
+	return page, nodes
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// clickIn clicks the first button under sel whose text is label.
+func clickIn(t *testing.T, ctx context.Context, sel, label string) {
+	t.Helper()
+	clickWhere(t, ctx, sel, "", label)
+}
+
+// clickWhere clicks the first button under sel, in an element whose text
+// starts with row (a menu row: "to node3:"), whose text is label.
+func clickWhere(t *testing.T, ctx context.Context, sel, row, label string) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const b = [...document.querySelectorAll(%q)].find(b => b.textContent.trim() === %q && !b.disabled && (b.parentElement.textContent || "").startsWith(%q)); if (!b) return false; b.click(); return true; })()`, sel+" button", label, row)
+	waitFor(t, 10*time.Second, fmt.Sprintf("button %q in %s", label, sel), func() error {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("not there (yet)")
+		}
+		return nil
+	})
+}
+
+// menu opens node n's lab menu by clicking its circle, as a learner does.
+func menu(t *testing.T, ctx context.Context, n labNode) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const g = document.querySelector('#nodes [data-node=%q]'); if (!g) return false; g.dispatchEvent(new MouseEvent('click', {bubbles: true})); return !document.getElementById('node-menu').hidden; })()`, n.raft)
+	waitFor(t, 10*time.Second, n.name+"'s menu", func() error {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
+		if err != nil || !ok {
+			return fmt.Errorf("menu not open (%v)", err)
+		}
+		return nil
+	})
+}
+
+// supervised reads the supervisor's view of node name.
+func supervised(page, name string) (map[string]any, error) {
+	r, err := call(page, "/lab-api/nodes")
+	if err != nil {
+		return nil, err
+	}
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(r.body), &list); err != nil {
+		return nil, err
+	}
+	for _, p := range list {
+		if p["name"] == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("%s not listed", name)
+}
+
+func TestLabInBrowser(t *testing.T) {
+	ctx := browser(t)
+	pageErrors := watchExceptions(ctx)
+	page, nodes := startLab(t)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	opened := time.Now()
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+page+"/")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := n1.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first-contact criterion, through the README's URL: within 5 s,
+	// all three by name, node1 leading, every strip.
+	waitFor(t, 5*time.Second, "three nodes live, node1 leading, within 5 s", func() error {
+		view, err := readView(ctx)
+		if err != nil {
+			return err
+		}
+		want := map[string]string{n1.raft: "Leader", n2.raft: "Follower", n3.raft: "Follower"}
+		for id, state := range want {
+			if v := view[id]; v.State != state || v.Applied < st.CommitIndex {
+				return fmt.Errorf("%s drawn %+v, want %s applied ≥ %d", id, v, state, st.CommitIndex)
+			}
+		}
+		names := evalString(ctx, `Array.from(document.querySelectorAll('#nodes .name')).map(e => e.textContent).sort().join(",")`)
+		if names != "node1,node2,node3" {
+			return fmt.Errorf("names %q", names)
+		}
+		return nil
+	})
+	t.Logf("drawn %v after opening", time.Since(opened).Round(time.Millisecond))
+
+	t.Run("freeze and thaw", func(t *testing.T) {
+		menu(t, ctx, n2)
+		clickIn(t, ctx, "#node-menu", "freeze")
+		waitFor(t, 10*time.Second, "node2 frozen, and drawn so", func() error {
+			p, err := supervised(page, "node2")
+			if err != nil || p["state"] != "frozen" {
+				return fmt.Errorf("supervisor: %v %v", p, err)
+			}
+			if got := evalString(ctx, fmt.Sprintf(`document.querySelector('#nodes [data-node=%q]').dataset.proc`, n2.raft)); got != "frozen" {
+				return fmt.Errorf("data-proc %q", got)
+			}
+			return nil
+		})
+		menu(t, ctx, n2)
+		clickIn(t, ctx, "#node-menu", "thaw")
+		waitFor(t, 10*time.Second, "node2 answering again", func() error { _, err := n2.status(); return err })
+	})
+
+	t.Run("cut, drawn, heal all", func(t *testing.T) {
+		menu(t, ctx, n1) // node1: on the port the browser refuses; the page goes through another member
+		clickWhere(t, ctx, "#node-menu .menu-row", "to node3:", "cut →")
+		waitFor(t, 10*time.Second, "node1 → node3 cut, on node1 and on the ring", func() error {
+			s, err := n1.status()
+			if err != nil || s.Lab == nil || len(s.Lab.Cut) != 1 || s.Lab.Cut[0] != n3.raft {
+				return fmt.Errorf("node1's lab %+v (%v)", s.Lab, err)
+			}
+			n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll('[data-fault="cut %s %s"]').length`, n1.raft, n3.raft)))
+			if err != nil || n != 1 {
+				return fmt.Errorf("cut drawn %d times (%v)", n, err)
+			}
+			return nil
+		})
+		clickIn(t, ctx, "#lab-tools", "heal all")
+		waitFor(t, 10*time.Second, "no cut left", func() error {
+			s, err := n1.status()
+			if err != nil || s.Lab == nil || len(s.Lab.Cut) != 0 {
+				return fmt.Errorf("node1's lab %+v (%v)", s.Lab, err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("crash and restart", func(t *testing.T) {
+		menu(t, ctx, n3)
+		clickIn(t, ctx, "#node-menu", "crash (kill -9)")
+		waitFor(t, 10*time.Second, "node3 gone, drawn crashed", func() error {
+			if _, err := n3.status(); err == nil {
+				return fmt.Errorf("node3 still answers")
+			}
+			view, err := readView(ctx)
+			if err != nil || view[n3.raft].State != "Unreachable" {
+				return fmt.Errorf("node3 drawn %+v (%v)", view[n3.raft], err)
+			}
+			return nil
+		})
+		menu(t, ctx, n3)
+		clickIn(t, ctx, "#node-menu", "restart")
+		waitFor(t, 20*time.Second, "node3 back, drawn a follower", func() error {
+			view, err := readView(ctx)
+			if err != nil || view[n3.raft].State != "Follower" {
+				return fmt.Errorf("node3 drawn %+v (%v)", view[n3.raft], err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("snapshot now, a read, hand over", func(t *testing.T) {
+		r := getFollowing(t, n1.http, "/set?key=ping&value=pong")
+		if r.code != 200 {
+			t.Fatalf("set: %d %q", r.code, r.body)
+		}
+		waitFor(t, 10*time.Second, "node3 to apply the write", func() error {
+			if s, err := n3.status(); err != nil || s.AppliedIndex < parseIndex(r.header.Get("X-Raft-Index")) {
+				return fmt.Errorf("node3 applied %d (%v)", s.AppliedIndex, err)
+			}
+			return nil
+		})
+		menu(t, ctx, n3)
+		clickIn(t, ctx, "#node-menu", "snapshot now")
+		waitFor(t, 10*time.Second, "node3's snapshot at its applied index", func() error {
+			s, err := n3.status()
+			if err != nil || s.LastSnapshotIndex < parseIndex(r.header.Get("X-Raft-Index")) {
+				return fmt.Errorf("node3 %+v (%v)", s, err)
+			}
+			return nil
+		})
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](fmt.Sprintf(`(() => { const f = document.querySelector('#read'); f.elements.node.value = %q; f.elements.consistency.value = "strong"; f.requestSubmit(); })()`, n3.raft))); err != nil && !strings.Contains(err.Error(), "undefined") {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "a strong read from node3 refused", func() error {
+			if got := evalString(ctx, `document.querySelector('#read-result').textContent`); !strings.Contains(got, "307") {
+				return fmt.Errorf("#read-result %q", got)
+			}
+			return nil
+		})
+		var l labNode
+		waitFor(t, 10*time.Second, "a leader", func() error {
+			for _, n := range nodes {
+				if s, err := n.status(); err == nil && s.State == "Leader" {
+					l = n
+					return nil
+				}
+			}
+			return fmt.Errorf("none")
+		})
+		if l == n2 {
+			t.Fatal("node2 already leads: the hand-over would prove nothing")
+		}
+		menu(t, ctx, l)
+		clickWhere(t, ctx, "#node-menu .menu-row", "to node2:", "hand over")
+		waitFor(t, 10*time.Second, "node2 leading, drawn so", func() error {
+			s, err := n2.status()
+			if err != nil || s.State != "Leader" {
+				return fmt.Errorf("node2 %s (%v)", s.State, err)
+			}
+			view, err := readView(ctx)
+			if err != nil || view[n2.raft].State != "Leader" {
+				return fmt.Errorf("node2 drawn %+v (%v)", view[n2.raft], err)
+			}
+			return nil
+		})
+	})
+
+	// Lesson 4 from the page, on the real cluster: the isolated leader's
+	// writes are never acknowledged, the majority elects and commits, and on
+	// heal the old leader's uncommitted entries are replaced.
+	t.Run("lesson 4", func(t *testing.T) {
+		var old labNode
+		waitFor(t, 10*time.Second, "a leader", func() error {
+			for _, n := range nodes {
+				if s, err := n.status(); err == nil && s.State == "Leader" && s.Writable {
+					old = n
+					return nil
+				}
+			}
+			return fmt.Errorf("none")
+		})
+		clickIn(t, ctx, "#top", "Lessons")
+		clickIn(t, ctx, "#lesson-body", "4. An isolated leader")
+		phase := func(step int) error {
+			got := evalString(ctx, `(() => { const b = document.querySelector('#lesson-body'); return b.dataset.step + ' ' + b.dataset.phase; })()`)
+			if got == fmt.Sprintf("%d late", step) {
+				screenshot(t, ctx, "lab-lesson4-late.png")
+				t.Logf("timeline: %s", evalString(ctx, `[...document.querySelectorAll('#timeline li')].slice(0, 40).map(li => li.innerText.replace(/\s+/g, ' ')).join('\n')`))
+				t.Fatalf("lesson 4 step %d ran out of time: %s", step, evalString(ctx, `document.querySelector('#lesson-body').innerText`))
+			}
+			if got != fmt.Sprintf("%d done", step) {
+				return fmt.Errorf("lesson at %q", got)
+			}
+			return nil
+		}
+		for step := 1; step <= 3; step++ {
+			if step == 3 {
+				screenshot(t, ctx, "lab-lesson4-before-heal.png")
+			}
+			clickIn(t, ctx, "#lesson-body", "Do it")
+			waitFor(t, 30*time.Second, fmt.Sprintf("lesson 4, step %d", step), func() error { return phase(step) })
+			if step < 3 {
+				clickIn(t, ctx, "#lesson-body", "Next")
+			}
+		}
+		screenshot(t, ctx, "lab-lesson4-after-heal.png")
+		text := evalString(ctx, `document.querySelector('#lesson-body').innerText`)
+		if !strings.Contains(text, "never got ok") || !strings.Contains(text, "dropped entries") {
+			t.Fatalf("lesson 4's end: %q", text)
+		}
+		// On the real node: the truncate event reached the page, and the old
+		// leader's log holds the new leader's entries.
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll('[data-event="truncate"][data-node=%q]').length`, old.raft)))
+		if err != nil || n == 0 {
+			t.Fatalf("no truncate entry for %s (%v)", old.name, err)
+		}
+		s, err := old.status()
+		if err != nil || s.State != "Follower" {
+			t.Fatalf("old leader %s: %s (%v)", old.name, s.State, err)
+		}
+		for _, key := range []string{"lesson4-b"} {
+			if r, err := call(old.http, "/get?key="+key); err != nil || r.code != 404 {
+				t.Fatalf("%s on the old leader: %v %d %q, want 404 (never committed)", key, err, r.code, r.body)
+			}
+		}
+		if r, err := call(old.http, "/get?key=lesson4"); err != nil || r.body != "kept\n" {
+			t.Fatalf("lesson4 on the old leader: %v %q, want kept", err, r.body)
+		}
+	})
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Fatalf("uncaught exceptions in the page: %v", errs)
+	}
+}
+
+// screenshot saves the page at 1400x900: into testdata with
+// -ui.lab-screenshots (for docs/lab.md), else into a temp dir.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1400, 900)); err != nil {
+		t.Fatal(err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if *updateLabScreenshots {
+		path = filepath.Join("testdata", name)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
