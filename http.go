@@ -93,7 +93,8 @@ type route struct {
 }
 
 // newHandler is the API's one routing table. extra adds routes served as
-// they are, outside the token (/metrics, /debug/pprof/); nil adds none.
+// they are, past the Host check only (/metrics; /debug/pprof/, which main.go
+// puts behind the token itself); nil adds none.
 //
 // Every request goes through the same checks in the same order: its Host
 // (every path), then the token, then the cross-site check (routes that change

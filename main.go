@@ -66,8 +66,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Uint64Var(&o.trailingLogs, "trailing-logs", raft.DefaultConfig().TrailingLogs, "log entries kept behind each snapshot (Raft TrailingLogs); a follower further behind is sent the snapshot")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	maxMemory := fs.String("max-memory", "1GiB", "most bytes of keys plus values the map may hold (KiB, MiB, GiB or plain bytes; 0: no limit); the leader refuses writes past it with 507")
-	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/")
-	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join and /leave then need \"Authorization: Bearer <token>\", and -join sends it")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/ (behind the -token-file token when there is one)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join, /leave (and -pprof's /debug/pprof/) then need \"Authorization: Bearer <token>\", and -join sends it")
 	allowOrigin := fs.String("allow-origin", "", "comma-separated origins (http(s)://host:port) of pages that may change state here, besides the members' own pages (e.g. a lab page server)")
 	fs.BoolVar(&o.lab, "lab", false, "serve POST /lab/cut, /lab/slow and /lab/heal: cut or slow this node's Raft RPCs to a peer, for learning (loopback addresses only)")
 	fs.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate of this node (with -tls-key and -tls-ca): Raft over mutual TLS, the API over HTTPS")
@@ -266,7 +266,7 @@ func serve(o *options, log hclog.Logger) error {
 			https: tlsConf != nil, token: token,
 			origin: newOriginPolicy([]string{o.httpAddr, o.httpAdvertise, o.raftAddr, o.raftAdvertise}, o.allowOrigins, n.Members),
 			peers:  joins,
-		}, extraRoutes(met, o.pprof))),
+		}, extraRoutes(met, o.pprof, token))),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          hlog.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
@@ -371,15 +371,18 @@ func countSet(ss ...string) int {
 }
 
 // extraRoutes are the routes beside the API: /metrics, and Go's profiler
-// under /debug/pprof/ when -pprof asks for it.
-func extraRoutes(met *metrics, withPprof bool) map[string]http.Handler {
+// under /debug/pprof/ when -pprof asks for it. The profiler is behind the
+// token when there is one: its command line, heap and goroutine dumps show
+// this node's flags and paths, and a CPU profile or trace costs the node
+// CPU for as long as the caller asks.
+func extraRoutes(met *metrics, withPprof bool, token string) map[string]http.Handler {
 	r := map[string]http.Handler{"/metrics": met.handler()}
 	if withPprof {
-		r["/debug/pprof/"] = http.HandlerFunc(pprof.Index) // and the named profiles under it
-		r["/debug/pprof/cmdline"] = http.HandlerFunc(pprof.Cmdline)
-		r["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
-		r["/debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
-		r["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
+		r["/debug/pprof/"] = requireToken(token, pprof.Index) // and the named profiles under it
+		r["/debug/pprof/cmdline"] = requireToken(token, pprof.Cmdline)
+		r["/debug/pprof/profile"] = requireToken(token, pprof.Profile)
+		r["/debug/pprof/symbol"] = requireToken(token, pprof.Symbol)
+		r["/debug/pprof/trace"] = requireToken(token, pprof.Trace)
 	}
 	return r
 }
