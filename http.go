@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -320,6 +321,9 @@ func parseParams(w http.ResponseWriter, r *http.Request) (url.Values, int, strin
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return nil, http.StatusRequestEntityTooLarge, "request too large\n"
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) { // limitBody's deadline
+		return nil, http.StatusRequestTimeout, "request timeout: body too slow\n"
 	}
 	if err != nil {
 		return nil, http.StatusBadRequest, "param error\n"

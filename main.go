@@ -262,11 +262,11 @@ func serve(o *options, log hclog.Logger) error {
 	met.watchCache(n.cache.Bytes, n.cache.Len)
 	hlog := log.Named("http")
 	srv := &http.Server{
-		Handler: met.instrument(newHandler(n, n.Events(), hlog, security{
+		Handler: limitBody(met.instrument(newHandler(n, n.Events(), hlog, security{
 			https: tlsConf != nil, token: token,
 			origin: newOriginPolicy([]string{o.httpAddr, o.httpAdvertise, o.raftAddr, o.raftAdvertise}, o.allowOrigins, n.Members),
 			peers:  joins,
-		}, extraRoutes(met, o.pprof, token))),
+		}, extraRoutes(met, o.pprof, token))), bodyTimeout),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          hlog.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
@@ -385,4 +385,32 @@ func extraRoutes(met *metrics, withPprof bool, token string) map[string]http.Han
 		r["/debug/pprof/trace"] = requireToken(token, pprof.Trace)
 	}
 	return r
+}
+
+// bodyTimeout bounds how long a request's body may take to arrive, counted
+// from the end of its headers (ReadHeaderTimeout bounds those). 30 s is
+// 100 KiB/s for the largest form body (maxFormBody, about 3 MiB).
+const bodyTimeout = 30 * time.Second
+
+// limitBody gives a request that has a body d to send it all. Without a
+// deadline a client trickling a body holds its connection and handler for
+// ever, whether or not the handler reads the body: net/http reads up to
+// 256 KiB of an unread body before it answers (a 401, a 405), to keep the
+// connection usable.
+//
+// Only requests with a body get the deadline, rather than every request
+// through http.Server.ReadTimeout: net/http's background read turns a
+// passed deadline into a cancelled request context, which would end /events
+// streams. Past the body, that is all it does: a write whose body came late
+// and whose commit is slow is still answered (set and delete do not watch
+// the context).
+func limitBody(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 { // -1: chunked, length unknown
+			// Fails only for a writer that cannot set deadlines, which
+			// net/http's HTTP/1 and HTTP/2 writers both can.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
