@@ -26,6 +26,17 @@ const (
 	pingEvery = 15 * time.Second
 	// writeTimeout drops a subscriber that stopped reading altogether.
 	writeTimeout = 10 * time.Second
+	// streamLifetime ends every stream after this long, so that a client
+	// that connects and never reads holds its place at most this plus
+	// writeTimeout: socket buffers absorb its pings (14 bytes on the wire
+	// every 15 s) for weeks before a write blocks (over loopback, 4 MB went
+	// in before one did). The stream's last event, "end", says so; the live
+	// view reconnects at once, and any EventSource does by itself after the
+	// "retry:" it carries.
+	streamLifetime = 5 * time.Minute
+	// reconnectMillis is the "retry:" of that last event: how long an
+	// EventSource waits before it reconnects.
+	reconnectMillis = 1000
 )
 
 // message is one encoded event: its type and its JSON object.
@@ -42,7 +53,8 @@ type subscriber struct {
 
 // hub fans events out to every subscriber.
 type hub struct {
-	node string // this node's Raft server ID, in every event
+	node     string        // this node's Raft server ID, in every event
+	lifetime time.Duration // of each stream: streamLifetime (tests shorten it)
 
 	mu     sync.Mutex
 	subs   map[*subscriber]struct{}
@@ -51,7 +63,7 @@ type hub struct {
 }
 
 func newHub(node string) *hub {
-	return &hub{node: node, subs: make(map[*subscriber]struct{}), done: make(chan struct{})}
+	return &hub{node: node, lifetime: streamLifetime, subs: make(map[*subscriber]struct{}), done: make(chan struct{})}
 }
 
 // subscribe adds a subscriber, or returns false when the hub is full or closed.
@@ -124,8 +136,9 @@ func (h *hub) encode(typ string, fields map[string]any) message {
 }
 
 // serveEvents streams one subscriber's events until the client goes away,
-// the hub closes, or a write has been stuck for writeTimeout. first is the
-// stream's opening event (this node's status).
+// the hub closes, a write has been stuck for writeTimeout, or the stream has
+// lived h.lifetime (then it ends with an "end" event). first is the stream's
+// opening event (this node's status).
 func (h *hub) serveEvents(w http.ResponseWriter, r *http.Request, first func() map[string]any) {
 	s, ok := h.subscribe()
 	if !ok {
@@ -145,6 +158,9 @@ func (h *hub) serveEvents(w http.ResponseWriter, r *http.Request, first func() m
 	buf := appendEvent(nil, h.encode("status", first()), 0)
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
+	expire := time.NewTimer(h.lifetime)
+	defer expire.Stop()
+	ending := false
 	for {
 		if len(buf) > 0 {
 			_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // unsupported only on HTTP/2's test recorders
@@ -156,26 +172,41 @@ func (h *hub) serveEvents(w http.ResponseWriter, r *http.Request, first func() m
 			}
 			buf = buf[:0]
 		}
+		if ending {
+			return
+		}
 		select {
 		case m := <-s.queue:
 			buf = appendEvent(buf, m, s.dropped.Swap(0))
-			// Send what else is waiting in the same write.
-			for more := true; more && len(buf) < 64<<10; {
-				select {
-				case m := <-s.queue:
-					buf = appendEvent(buf, m, s.dropped.Swap(0))
-				default:
-					more = false
-				}
-			}
+			buf = s.appendWaiting(buf) // in the same write
 		case <-ping.C:
 			buf = append(buf, ": ping\n\n"...)
+		case <-expire.C:
+			// What was published before the end still goes out first.
+			buf = s.appendWaiting(buf)
+			buf = append(buf, "retry: "+strconv.Itoa(reconnectMillis)+"\n"...)
+			end := h.encode("end", map[string]any{"reason": "lifetime", "lifetime_s": h.lifetime.Seconds()})
+			buf = appendEvent(buf, end, s.dropped.Swap(0))
+			ending = true
 		case <-r.Context().Done():
 			return
 		case <-h.done:
 			return
 		}
 	}
+}
+
+// appendWaiting appends the events waiting in s's queue, up to about 64 KiB.
+func (s *subscriber) appendWaiting(buf []byte) []byte {
+	for len(buf) < 64<<10 {
+		select {
+		case m := <-s.queue:
+			buf = appendEvent(buf, m, s.dropped.Swap(0))
+		default:
+			return buf
+		}
+	}
+	return buf
 }
 
 // appendEvent writes one SSE message; dropped > 0 is spliced into the JSON

@@ -6,13 +6,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/hashicorp/go-hclog"
 )
 
 // sseEvent is one event read from /events.
@@ -314,5 +320,257 @@ func TestHubDropsForStuckSubscriber(t *testing.T) {
 	}
 	if h.count() != 0 {
 		t.Fatalf("%d subscribers left after the stream ended", h.count())
+	}
+}
+
+// serveHub serves h's /events (opening with a fixed status) on a loopback
+// test server, as the node does but without Raft.
+func serveHub(t *testing.T, h *hub) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.serveEvents(w, r, func() map[string]any { return map[string]any{"state": "Leader"} })
+	}))
+	t.Cleanup(func() { h.close(); ts.Close() })
+	return ts
+}
+
+// A client that connects and never reads holds its place only until the
+// stream's lifetime ends it (its socket buffers would take the pings for
+// days); a client that reads gets the "end" event with a "retry:" and the
+// end of the stream at the same moment.
+func TestEventsStreamLifetime(t *testing.T) {
+	h := newHub("n1")
+	h.lifetime = time.Second
+	ts := serveHub(t, h)
+	addr := ts.Listener.Addr().String()
+
+	// The reader: the whole stream, which must end by itself.
+	type result struct {
+		body string
+		took time.Duration
+		err  error
+	}
+	read := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/events", nil)
+		resp, err := streamClient.Do(req)
+		if err != nil {
+			read <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		read <- result{body: string(b), took: time.Since(start), err: err}
+	}()
+
+	// The client that never reads.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\n\r\n", addr); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "both subscribers", func() error {
+		if n := h.count(); n != 2 {
+			return fmt.Errorf("%d subscribers", n)
+		}
+		return nil
+	})
+	subscribed := time.Now()
+	waitFor(t, h.lifetime+3*time.Second, "the places freed", func() error {
+		if n := h.count(); n != 0 {
+			return fmt.Errorf("%d subscribers after %v (lifetime %v)", n, time.Since(subscribed).Round(time.Millisecond), h.lifetime)
+		}
+		return nil
+	})
+
+	r := <-read
+	if r.err != nil {
+		t.Fatalf("reader: %v after %v; got %q", r.err, r.took, r.body)
+	}
+	if !strings.HasPrefix(r.body, "event: status\n") || !strings.HasSuffix(r.body, "\n\n") {
+		t.Fatalf("stream %q: want the status first and whole events", r.body)
+	}
+	last := r.body[strings.LastIndex(strings.TrimSuffix(r.body, "\n\n"), "\n\n")+2:]
+	if !strings.HasPrefix(last, "retry: 1000\nevent: end\ndata: {") || !strings.Contains(last, `"reason":"lifetime"`) || !strings.Contains(last, `"node":"n1"`) {
+		t.Fatalf("last event %q: want retry: 1000 and an end event", last)
+	}
+
+	// The same client on a stream that n1 relays from n2 (/events?node=):
+	// n2's end comes through, and n1's relay ends the response too.
+	lnA, err := net.Listen("tcp", freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lnB, err := net.Listen("tcp", freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := startLiveNode(t, "n1", lnA, time.Second), startLiveNode(t, "n2", lnB, time.Second)
+	members := []server{{ID: "n1", HTTP: lnA.Addr().String()}, {ID: "n2", HTTP: lnB.Addr().String()}}
+	for _, n := range []*liveNode{a, b} {
+		n.store.st = status{Raft: n.id, Servers: members}
+		n.srv.Start()
+		t.Cleanup(func() { n.hub.close(); n.srv.Close() })
+	}
+	relayed, err := net.Dial("tcp", lnA.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relayed.Close()
+	if _, err := fmt.Fprintf(relayed, "GET /events?node=n2 HTTP/1.1\r\nHost: %s\r\n\r\n", lnA.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the relayed subscriber on n2", func() error {
+		if n := b.hub.count(); n != 1 {
+			return fmt.Errorf("%d subscribers", n)
+		}
+		return nil
+	})
+	subscribed = time.Now()
+	waitFor(t, time.Second+3*time.Second, "n2's place freed", func() error {
+		if n := b.hub.count(); n != 0 {
+			return fmt.Errorf("%d subscribers after %v", n, time.Since(subscribed).Round(time.Millisecond))
+		}
+		return nil
+	})
+	// Only now does the client read: the whole relayed response, ended.
+	_ = relayed.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(relayed), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.Contains(string(body), "retry: 1000\nevent: end\n") || !strings.Contains(string(body), `"node":"n2"`) {
+		t.Fatalf("relayed stream: %v, %q; want it ended after n2's end event", err, body)
+	}
+}
+
+// viewStore is a store that reports a fixed status, members included:
+// enough for the live view to draw a member and relay another, with no Raft
+// behind it.
+type viewStore struct {
+	memStore
+	st status
+}
+
+func (s *viewStore) Status() status    { return s.st }
+func (s *viewStore) Members() []server { return s.st.Servers }
+
+// liveNode is an in-process member for the live view: its own hub (streams
+// of lifetime) and the real handler, on ln.
+type liveNode struct {
+	id     string
+	hub    *hub
+	store  *viewStore
+	srv    *httptest.Server
+	direct atomic.Int64 // /events streams of its own opened
+	relay  atomic.Int64 // /events?node= streams it relayed
+}
+
+func startLiveNode(t *testing.T, id string, ln net.Listener, lifetime time.Duration) *liveNode {
+	n := &liveNode{id: id, hub: newHub(id), store: &viewStore{memStore: memStore{m: map[string]string{}}}}
+	n.hub.lifetime = lifetime
+	api := newHandler(n.store, n.hub, hclog.NewNullLogger(), security{}, nil)
+	n.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/events" {
+			if r.URL.Query().Get("node") == "" {
+				n.direct.Add(1)
+			} else {
+				n.relay.Add(1)
+			}
+		}
+		api.ServeHTTP(w, r)
+	}))
+	n.srv.Listener.Close()
+	n.srv.Listener = ln
+	return n
+}
+
+// The live view in a real browser across streams that the nodes end: n1
+// serves the page and its own stream; n2 sits on a port the browser refuses,
+// so its stream comes through n1's relay. At each end the page opens the
+// next stream the same way at once and says nothing: no member is ever
+// drawn unreachable, the timeline gains no entry, and events published
+// after the renewals arrive.
+func TestEventsLifetimeKeepsLiveView(t *testing.T) {
+	ctx := browser(t)
+	pageErrors := watchExceptions(ctx)
+	const lifetime = 1500 * time.Millisecond
+	lnA, err := net.Listen("tcp", freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lnB, err := net.Listen("tcp", browserBlockedAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := startLiveNode(t, "n1", lnA, lifetime), startLiveNode(t, "n2", lnB, lifetime)
+	addrA, addrB := lnA.Addr().String(), lnB.Addr().String()
+	servers := []server{{ID: "n1", Address: "n1", Suffrage: "Voter", HTTP: addrA}, {ID: "n2", Address: "n2", Suffrage: "Voter", HTTP: addrB}}
+	for _, n := range []*liveNode{a, b} {
+		st := status{Node: "node-" + n.id, HTTP: addrA, Raft: n.id, State: "Leader", Leader: "n1", LeaderHTTP: addrA, Term: 2,
+			LastLogIndex: 3, CommitIndex: 3, AppliedIndex: 3, Writable: true, Member: true, Servers: servers}
+		if n == b {
+			st.HTTP, st.State, st.Writable = addrB, "Follower", false
+		}
+		n.store.st = st
+		n.srv.Start()
+		t.Cleanup(func() { n.hub.close(); n.srv.Close() })
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+addrA+"/ui")); err != nil {
+		t.Fatal(err)
+	}
+	drawn := func(applied uint64) func() error {
+		return func() error {
+			view, err := readView(ctx)
+			if err != nil {
+				return err
+			}
+			if v, w := view["n1"], view["n2"]; v.State != "Leader" || w.State != "Follower" || v.Applied != applied || w.Applied != applied {
+				return fmt.Errorf("view %v", view)
+			}
+			return nil
+		}
+	}
+	waitFor(t, 15*time.Second, "n1 drawn as the leader, n2 as a follower", drawn(3))
+	// The timeline's health entries so far are the page's start (which may
+	// try n2 directly and fail before n1's stream is there to relay it).
+	const health = `Array.from(document.querySelectorAll('[data-event="unreachable"], [data-event="reachable"]')).map(e => e.dataset.event + ": " + e.textContent).join("\n")`
+	before := evalString(ctx, health)
+	// Every state the page draws from now on, however briefly.
+	evalString(ctx, `(() => {
+		const seen = window.__states = [];
+		const note = (e) => { if (e.dataset && e.dataset.node && e.dataset.state) seen.push(e.dataset.node + "=" + e.dataset.state); };
+		new MutationObserver((ms) => { for (const m of ms) {
+			if (m.type === "attributes") note(m.target);
+			else for (const e of m.addedNodes) if (e.nodeType === 1) { note(e); e.querySelectorAll("[data-state]").forEach(note); }
+		} }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+		return "";
+	})()`)
+	waitFor(t, 4*lifetime+10*time.Second, "each stream renewed twice", func() error {
+		if d, r := a.direct.Load(), a.relay.Load(); d < 3 || r < 3 {
+			return fmt.Errorf("n1's own stream opened %d times, n2's relayed %d times", d, r)
+		}
+		return nil
+	})
+	if got := evalString(ctx, `window.__states.filter((s) => !s.endsWith("=Leader") && !s.endsWith("=Follower")).join(", ")`); got != "" {
+		t.Fatalf("during the renewals the page drew %s", got)
+	}
+	if after := evalString(ctx, health); after != before || !strings.Contains(after, "watching node-n1") || !strings.Contains(after, "watching node-n2") {
+		t.Fatalf("after %d and %d streams the timeline says:\n%s\nwant what it said before the renewals:\n%s", a.direct.Load(), a.relay.Load(), after, before)
+	}
+	for _, n := range []*liveNode{a, b} {
+		n.hub.publish("progress", map[string]any{"last_log_index": 7, "commit_index": 7, "applied_index": 7, "last_snapshot_index": 0, "keys": 1})
+	}
+	waitFor(t, 10*time.Second, "events after the renewals", drawn(7))
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Fatalf("uncaught exceptions in the page: %v", errs)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -93,7 +94,8 @@ type route struct {
 }
 
 // newHandler is the API's one routing table. extra adds routes served as
-// they are, outside the token (/metrics, /debug/pprof/); nil adds none.
+// they are, past the Host check only (/metrics; /debug/pprof/, which main.go
+// puts behind the token itself); nil adds none.
 //
 // Every request goes through the same checks in the same order: its Host
 // (every path), then the token, then the cross-site check (routes that change
@@ -319,6 +321,9 @@ func parseParams(w http.ResponseWriter, r *http.Request) (url.Values, int, strin
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return nil, http.StatusRequestEntityTooLarge, "request too large\n"
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) { // limitBody's deadline
+		return nil, http.StatusRequestTimeout, "request timeout: body too slow\n"
 	}
 	if err != nil {
 		return nil, http.StatusBadRequest, "param error\n"

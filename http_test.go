@@ -1,12 +1,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,6 +122,82 @@ func TestHTTPContract(t *testing.T) {
 	p.expect("/get?key=a", 404, "\n") // none of them wrote
 	// Still alive and consistent after all that.
 	p.expect("/get?key=sp%20ace&consistency=strong", 200, "✓ &=\n")
+}
+
+// A client that trickles a body, a byte a second, is cut off within the
+// bound: whether the handler reads the body (408) or answers without it (a
+// 401, or a 405 to a chunked body: net/http reads up to 256 KiB of an unread
+// body before it answers). Other requests are answered all the while.
+func TestHTTPSlowBodyCutOff(t *testing.T) {
+	const bound = 1500 * time.Millisecond // between two trickled bytes, so the close rarely meets one
+	ms := &memStore{m: map[string]string{"k": "v"}}
+	ts := httptest.NewServer(limitBody(newHandler(ms, newHub("n1"), hclog.NewNullLogger(), security{token: testToken}, nil), bound))
+	defer ts.Close()
+	addr := ts.Listener.Addr().String()
+	form := "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n"
+	auth := "Authorization: Bearer " + testToken + "\r\n"
+	cases := []struct {
+		name, head, chunk, want string
+	}{
+		{"read by the handler", "POST /set HTTP/1.1\r\n" + auth + form, "a", "HTTP/1.1 408 Request Timeout\r\n"},
+		{"unread, before a 401", "POST /set HTTP/1.1\r\n" + form, "a", "HTTP/1.1 401 Unauthorized\r\n"},
+		{"unread and chunked, before a 405", "POST /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", "1\r\na\r\n", "HTTP/1.1 405 Method Not Allowed\r\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			start := time.Now()
+			if _, err := fmt.Fprintf(conn, "%sHost: %s\r\n\r\n", c.head, addr); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				tick := time.NewTicker(time.Second)
+				defer tick.Stop()
+				for {
+					if _, err := io.WriteString(conn, c.chunk); err != nil {
+						return // cut off
+					}
+					select {
+					case <-tick.C:
+					case <-stop:
+						return
+					}
+				}
+			}()
+			// Meanwhile the server answers others.
+			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/get?key=k", nil)
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			if r, err := exchange(httpClient, req); err != nil || r.code != 200 || r.body != "v\n" {
+				t.Fatalf("a get during the trickle: %v %d %q", err, r.code, r.body)
+			}
+			// The answer, then the end of the connection, within the bound.
+			// A byte trickled after the server stopped reading makes its
+			// close a reset: that ends the connection too.
+			_ = conn.SetReadDeadline(start.Add(bound + 3*time.Second))
+			got, err := io.ReadAll(conn)
+			took := time.Since(start)
+			if errors.Is(err, syscall.ECONNRESET) {
+				err = nil
+			}
+			if err != nil || !strings.HasPrefix(string(got), c.want) {
+				t.Fatalf("after %v: %v, got %q; want %q and the connection closed", took.Round(time.Millisecond), err, got, c.want)
+			}
+			t.Logf("cut off after %v: %q", took.Round(time.Millisecond), strings.SplitN(string(got), "\r\n", 2)[0])
+		})
+	}
+	// A body sent at once is still welcome.
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/set", strings.NewReader("key=k&value=w"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if r, err := exchange(httpClient, req); err != nil || r.code != 200 || r.body != "ok\n" {
+		t.Fatalf("POST after the trickles: %v %d %q", err, r.code, r.body)
+	}
 }
 
 func readAll(t testing.TB, resp *http.Response) string {

@@ -66,8 +66,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Uint64Var(&o.trailingLogs, "trailing-logs", raft.DefaultConfig().TrailingLogs, "log entries kept behind each snapshot (Raft TrailingLogs); a follower further behind is sent the snapshot")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	maxMemory := fs.String("max-memory", "1GiB", "most bytes of keys plus values the map may hold (KiB, MiB, GiB or plain bytes; 0: no limit); the leader refuses writes past it with 507")
-	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/")
-	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join and /leave then need \"Authorization: Bearer <token>\", and -join sends it")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/ (behind the -token-file token when there is one)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join, /leave (and -pprof's /debug/pprof/) then need \"Authorization: Bearer <token>\", and -join sends it")
 	allowOrigin := fs.String("allow-origin", "", "comma-separated origins (http(s)://host:port) of pages that may change state here, besides the members' own pages (e.g. a lab page server)")
 	fs.BoolVar(&o.lab, "lab", false, "serve POST /lab/cut, /lab/slow and /lab/heal: cut or slow this node's Raft RPCs to a peer, for learning (loopback addresses only)")
 	fs.StringVar(&o.tls.cert, "tls-cert", "", "PEM certificate of this node (with -tls-key and -tls-ca): Raft over mutual TLS, the API over HTTPS")
@@ -262,11 +262,11 @@ func serve(o *options, log hclog.Logger) error {
 	met.watchCache(n.cache.Bytes, n.cache.Len)
 	hlog := log.Named("http")
 	srv := &http.Server{
-		Handler: met.instrument(newHandler(n, n.Events(), hlog, security{
+		Handler: limitBody(met.instrument(newHandler(n, n.Events(), hlog, security{
 			https: tlsConf != nil, token: token,
 			origin: newOriginPolicy([]string{o.httpAddr, o.httpAdvertise, o.raftAddr, o.raftAdvertise}, o.allowOrigins, n.Members),
 			peers:  joins,
-		}, extraRoutes(met, o.pprof))),
+		}, extraRoutes(met, o.pprof, token))), bodyTimeout),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          hlog.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
@@ -371,15 +371,46 @@ func countSet(ss ...string) int {
 }
 
 // extraRoutes are the routes beside the API: /metrics, and Go's profiler
-// under /debug/pprof/ when -pprof asks for it.
-func extraRoutes(met *metrics, withPprof bool) map[string]http.Handler {
+// under /debug/pprof/ when -pprof asks for it. The profiler is behind the
+// token when there is one: its command line, heap and goroutine dumps show
+// this node's flags and paths, and a CPU profile or trace costs the node
+// CPU for as long as the caller asks.
+func extraRoutes(met *metrics, withPprof bool, token string) map[string]http.Handler {
 	r := map[string]http.Handler{"/metrics": met.handler()}
 	if withPprof {
-		r["/debug/pprof/"] = http.HandlerFunc(pprof.Index) // and the named profiles under it
-		r["/debug/pprof/cmdline"] = http.HandlerFunc(pprof.Cmdline)
-		r["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
-		r["/debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
-		r["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
+		r["/debug/pprof/"] = requireToken(token, pprof.Index) // and the named profiles under it
+		r["/debug/pprof/cmdline"] = requireToken(token, pprof.Cmdline)
+		r["/debug/pprof/profile"] = requireToken(token, pprof.Profile)
+		r["/debug/pprof/symbol"] = requireToken(token, pprof.Symbol)
+		r["/debug/pprof/trace"] = requireToken(token, pprof.Trace)
 	}
 	return r
+}
+
+// bodyTimeout bounds how long a request's body may take to arrive, counted
+// from the end of its headers (ReadHeaderTimeout bounds those). 30 s is
+// 100 KiB/s for the largest form body (maxFormBody, about 3 MiB).
+const bodyTimeout = 30 * time.Second
+
+// limitBody gives a request that has a body d to send it all. Without a
+// deadline a client trickling a body holds its connection and handler for
+// ever, whether or not the handler reads the body: net/http reads up to
+// 256 KiB of an unread body before it answers (a 401, a 405), to keep the
+// connection usable.
+//
+// Only requests with a body get the deadline, rather than every request
+// through http.Server.ReadTimeout: net/http's background read turns a
+// passed deadline into a cancelled request context, which would end /events
+// streams. Past the body, that is all it does: a write whose body came late
+// and whose commit is slow is still answered (set and delete do not watch
+// the context).
+func limitBody(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 { // -1: chunked, length unknown
+			// Fails only for a writer that cannot set deadlines, which
+			// net/http's HTTP/1 and HTTP/2 writers both can.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
+		h.ServeHTTP(w, r)
+	})
 }

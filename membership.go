@@ -340,16 +340,16 @@ func newJoiner(t *tlsSetup, token string) *joiner {
 	return j
 }
 
-// status reads a member's /status, waiting at most a second.
+// status reads a member's /status, waiting at most a second. It sends no
+// token: /status needs none, and addr comes from the replicated peer map (the
+// HTTP address each node claimed when it joined, checked by nobody), so the
+// token would go wherever such a claim points.
 func (j *joiner) status(ctx context.Context, addr string) (status, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.scheme+addr+"/status", nil)
 	if err != nil {
 		return status{}, err
-	}
-	if j.token != "" {
-		req.Header.Set("Authorization", "Bearer "+j.token)
 	}
 	resp, err := j.client.Do(req)
 	if err != nil {

@@ -4,12 +4,20 @@ package main
 // addresses, two spellings of one endpoint, removed nodes, wiped nodes.
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // asLocalhost respells a 127.0.0.1:port address as localhost:port.
@@ -241,5 +249,42 @@ func TestWipedNodeDoesNotVoteUntilReplaced(t *testing.T) {
 	l.expect("/get?key=x&consistency=strong", 200, "acknowledged\n")
 	for _, p := range jc.nodes {
 		waitValue(t, p, "x", "acknowledged")
+	}
+}
+
+// The removal check asks other servers' /status at addresses taken from the
+// replicated peer map: it sends them no token (/status needs none). A join
+// still carries it to the address the operator gave.
+func TestRemovalCheckSendsNoToken(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{} // path -> Authorization
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path] = r.Header.Get("Authorization")
+		mu.Unlock()
+		if r.URL.Path == "/join" {
+			text(w, http.StatusOK, "ok")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(status{Node: "other", State: "Leader", Member: true, Term: 3})
+	}))
+	defer ts.Close()
+	addr := ts.Listener.Addr().String()
+	j := newJoiner(nil, testToken)
+	st, err := j.status(context.Background(), addr)
+	if err != nil || st.Node != "other" {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	if err := j.ask(context.Background(), hclog.NewNullLogger(), addr, url.Values{"peerAddress": {"127.0.0.1:1"}}); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if a := seen["/status"]; a != "" {
+		t.Fatalf("the removal check sent Authorization %q to a peer's /status", a)
+	}
+	if a := seen["/join"]; a != "Bearer "+testToken {
+		t.Fatalf("a join sent Authorization %q, want the token", a)
 	}
 }

@@ -142,11 +142,26 @@ func TestSecureClusterTutorial(t *testing.T) {
 
 // Without the token, a wrong one, or the wrong scheme: 401 before anything
 // else (even on a follower, even for a malformed request), nothing stored.
-// The read-only views stay open.
+// The read-only views stay open; the profiler (-pprof, on node1) does not.
 func TestTokenRequired(t *testing.T) {
 	certs := makeCerts(t, t.TempDir())
 	setup, _ := secureSetup(t, certs)
-	c := startCluster(t, 3, setup)
+	c := startCluster(t, 3, func(i int, p *proc) {
+		setup(i, p)
+		if i == 0 {
+			p.base = append(p.base, "-pprof")
+		}
+	})
+	pp := c.nodes[0]
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/goroutine?debug=2", "/debug/pprof/cmdline",
+		"/debug/pprof/profile?seconds=1", "/debug/pprof/symbol", "/debug/pprof/trace?seconds=1"} {
+		if r := withAuth(t, pp, path, ""); r.code != 401 || r.body != "unauthorized\n" {
+			t.Fatalf("-pprof %s without token: %d %.80q, want 401", path, r.code, r.body)
+		}
+	}
+	if r := withAuth(t, pp, "/debug/pprof/cmdline", "Bearer "+testToken); r.code != 200 || !strings.Contains(r.body, "-pprof") {
+		t.Fatalf("-pprof cmdline with token: %d %.80q", r.code, r.body)
+	}
 	l := c.leader()
 	f := c.followers()[0]
 	for _, auth := range []string{"", "Bearer wrong-token-of-enough-len", "Basic " + testToken, testToken, "Bearer" + testToken, "Bearer " + testToken[:len(testToken)-1]} {
@@ -167,7 +182,7 @@ func TestTokenRequired(t *testing.T) {
 	if r := withAuth(t, l, "/set?key=ok&value=1", "bearer "+testToken); r.code != 200 {
 		t.Fatalf("lower-case bearer: %d %q", r.code, r.body)
 	}
-	for _, path := range []string{"/status", "/ui", "/ui/app.js"} {
+	for _, path := range []string{"/status", "/ui", "/ui/app.js", "/metrics"} {
 		if r := withAuth(t, f, path, ""); r.code != 200 {
 			t.Fatalf("%s without token: %d", path, r.code)
 		}

@@ -31,7 +31,7 @@ const SVGNS = "http://www.w3.org/2000/svg";
 // What the server streams, and the filter group of every timeline type.
 // "unreachable", "reachable" and "write" are the page's own entries.
 const STREAM_TYPES = ["status", "state", "leader", "vote", "heartbeat",
-  "membership", "progress", "snapshot", "restore", "lab", "truncate"];
+  "membership", "progress", "snapshot", "restore", "lab", "truncate", "end"];
 const GROUP_OF = {
   state: "election", leader: "election", vote: "election",
   heartbeat: "health", unreachable: "health", reachable: "health",
@@ -59,7 +59,7 @@ function ensureNode(id) {
       id, name: "", http: "", role: "", term: 0, keys: 0,
       lastLog: 0, commit: 0, applied: 0, snap: 0, leader: "",
       open: false, everOpen: false, reportedDown: false, lostAt: null, leftLeaderAt: 0,
-      es: null, retry: 0,
+      es: null, retry: 0, renewing: false,
       // How the page reaches its stream (see "streams" below).
       via: null, routes: [], rerouting: 0, directBlocked: false, triedVia: [],
     };
@@ -269,6 +269,10 @@ function copyIndices(n, ev) {
 const HANDLERS = {
   // First event of every (re)connection: the node's whole state.
   status(n, ev, note) {
+    // A stream that replaces one the node ended ("end") is news only if the
+    // node changed in the moment between the two.
+    const renewed = n.renewing && n.open && String(ev.state || "") === n.role && num(ev.term) === n.term;
+    n.renewing = false;
     const returning = n.everOpen, quietly = n.rerouting;
     n.open = n.everOpen = true;
     n.reportedDown = false;
@@ -299,7 +303,9 @@ const HANDLERS = {
       applyServers(ev.servers);
     }
     const how = n.via ? html` <span class="by">(relayed by ${viaMention(n.via)}: this browser cannot open ${n.http} itself)</span>` : "";
-    if (quietly) {
+    if (renewed) {
+      // nothing to tell
+    } else if (quietly) {
       if (n.via) addEntry("reachable", n.id, html`${b(n.id)}'s stream now comes through ${viaMention(n.via)}${note}`, ev.time);
     } else if (returning) {
       addEntry("reachable", n.id, html`${b(n.id)} answers again (its event stream reopened): ${ev.state} in term ${num(ev.term)}${how}${note}`, ev.time);
@@ -307,6 +313,19 @@ const HANDLERS = {
     } else {
       addEntry("reachable", n.id, html`watching ${b(n.id)}: ${ev.state} in term ${num(ev.term)}, log up to index ${num(ev.last_log_index)}${how}${note}`, ev.time);
     }
+  },
+
+  // The node ends every stream after a while (so that a client that stopped
+  // reading cannot hold one of its few places for ever): open the next one at
+  // once the same way (direct, or through the same relay, which passed this
+  // on), without rerouting and without calling the node lost. Should that
+  // fail, the stream counts as broken after it worked (onStreamError).
+  end(n) {
+    n.es.close();
+    n.es = null;
+    n.renewing = true;
+    n.routes = [n.via];
+    openStream(n);
   },
 
   // A role change: the heart of an election.
