@@ -37,7 +37,9 @@ async function nodeRequest(n, method, path) {
   if (token) headers.Authorization = `Bearer ${token}`;
   const res = await fetch(`${SCHEME}//${via.http}${path}`, { method, mode: "cors", headers, redirect: "manual" });
   const text = await res.text();
-  if (!res.ok) throw new Error(`${res.status || "redirect"} ${text.trim()}`);
+  // A follower's 307 cannot be read by a page (redirect: "manual"): say what it means.
+  if (res.type === "opaqueredirect") throw new Error("307 refused: this node is not the leader (it redirects to it)");
+  if (!res.ok) throw new Error(`${res.status} ${text.trim()}`);
   return text;
 }
 

@@ -19,15 +19,16 @@ const followersOf = (l) => members().filter((n) => n !== l && n.open);
 
 // A request to node n that may fail without throwing: the lessons want to
 // show refusals and timeouts, not hide them.
-async function tryRequest(n, method, path, ms) {
+async function tryRequest(n, method, path, ms, form) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), ms || 15000);
   const direct = n.open && !n.via ? n : null;
   const via = direct || openMembers().find((m) => !m.via) || pageServerRoute();
   const headers = { "X-Stcache-Forward": n.id };
   if (token) headers.Authorization = `Bearer ${token}`;
+  if (form) headers["Content-Type"] = "application/x-www-form-urlencoded";
   try {
-    const res = await fetch(`${SCHEME}//${(via || n).http}${path}`, { method, mode: "cors", headers, redirect: "manual", signal: ctl.signal });
+    const res = await fetch(`${SCHEME}//${(via || n).http}${path}`, { method, mode: "cors", headers, redirect: "manual", signal: ctl.signal, body: form ? new URLSearchParams(form).toString() : undefined });
     const text = (await res.text()).trim();
     return { ok: res.ok, status: res.status || 307, text, index: num(res.headers.get("X-Raft-Index")) };
   } catch (err) {
@@ -37,7 +38,8 @@ async function tryRequest(n, method, path, ms) {
   }
 }
 
-const setKey = (n, key, value, ms) => tryRequest(n, "POST", `/set?key=${encodeURIComponent(key)}&value=${encodeURIComponent(value)}`, ms);
+// Writes go as a form body (POST): a POST is never resent behind our back.
+const setKey = (n, key, value, ms) => tryRequest(n, "POST", "/set", ms, { key, value });
 const getKey = (n, key, strong) => tryRequest(n, "GET", `/get?key=${encodeURIComponent(key)}${strong ? "&consistency=strong" : ""}`);
 const proc = (n, what) => supervisorPost(`nodes/${encodeURIComponent(n.name)}/${what}`);
 const labCall = (n, what, peer, extra) => nodeRequest(n, "POST", `/lab/${what}${peer ? `?peer=${encodeURIComponent(peer.id)}${extra || ""}` : ""}`);
@@ -137,7 +139,14 @@ const LESSONS = [
           c.oldTerm = c.old.term;
           await ACTIONS.isolate(c.old);
           // Sent now, answered later or never: the client waits.
-          c.pending = [setKey(c.old, "lesson4", "lost-1", 12000), setKey(c.old, "lesson4-b", "lost-2", 12000)];
+          const send = (key, value) => {
+            addEntry("write", c.old.id, html`you wrote ${key}=${value} to ${b(c.old.id)}, which is cut off; waiting for its answer…`);
+            return setKey(c.old, key, value, 12000).then((r) => {
+              addEntry("write", c.old.id, html`${b(c.old.id)} answered your write of ${key}=${value}: ${answer(r)}`);
+              return r;
+            });
+          };
+          c.pending = [send("lesson4", "lost-1"), send("lesson4-b", "lost-2")];
           Promise.all(c.pending).then((rs) => { c.lost = rs; scheduleRender(); });
           c.lastBefore = c.old.lastLog;
         },
