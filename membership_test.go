@@ -8,8 +8,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // asLocalhost respells a 127.0.0.1:port address as localhost:port.
@@ -187,6 +190,9 @@ func TestRemovedWhileCutOff(t *testing.T) {
 		t.Fatalf("%s learned it some other way; its log:\n%s", f.name, f.readLog())
 	}
 	l.expect("/get?key=k&consistency=strong", 200, "v2\n")
+	// Its own state still lists it: restarted, it asks the others before
+	// it serves (before, it served its map for 3 s and more).
+	restartRemoved(t, f)
 }
 
 // A node whose disk was wiped must not vote with a forgotten history. The
@@ -241,5 +247,177 @@ func TestWipedNodeDoesNotVoteUntilReplaced(t *testing.T) {
 	l.expect("/get?key=x&consistency=strong", 200, "acknowledged\n")
 	for _, p := range jc.nodes {
 		waitValue(t, p, "x", "acknowledged")
+	}
+}
+
+// Only a committed configuration says a node is out (issue 18). A follower
+// that holds the entry removing it, uncommitted (the leader lost its quorum
+// for the new configuration and stepped down), is still a member: before
+// the fix it answered 503 "not a member" at once. Once a leader commits the
+// removal, it learns so from that leader; restarted, it refuses from its
+// first answer.
+func TestUncommittedRemoval(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	l := c.leader()
+	f := c.followers()
+	removed, other := f[0], f[1]
+	l.expect("/set?key=k&value=v1", 200, "ok\n")
+	waitValue(t, removed, "k", "v1")
+
+	// The new configuration {l, other} cannot commit while other is
+	// paused: the leader sends the entry to removed (its last message to
+	// it), then steps down.
+	other.signal(syscall.SIGSTOP)
+	if r := l.get("/leave?peerAddress=" + removed.raftAdv); r.code < 500 {
+		t.Fatalf("leave with its new quorum paused: %d %q, want 5xx (outcome unknown)", r.code, r.body)
+	}
+	lacksSelf := func(p *proc) error {
+		s, err := p.status()
+		if err != nil {
+			return err
+		}
+		for _, sv := range s.Servers {
+			if sv.ID == p.raftAdv {
+				return fmt.Errorf("%s's configuration still lists it: %+v", p.name, s.Servers)
+			}
+		}
+		return nil
+	}
+	waitFor(t, 10*time.Second, removed.name+" to hold its uncommitted removal", func() error { return lacksSelf(removed) })
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		r := removed.get("/get?key=k")
+		if r.code != 200 || r.body != "v1\n" {
+			t.Fatalf("%s with its removal uncommitted: get = %d %q, want 200 v1", removed.name, r.code, r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s, err := removed.status(); err != nil || !s.Member {
+		t.Fatalf("%s status: member=%v, %v", removed.name, s.Member, err)
+	}
+
+	// other wakes up and votes for l, whose log has the entry: l commits it.
+	other.signal(syscall.SIGCONT)
+	notMember := func(what string) {
+		t.Helper()
+		waitFor(t, 20*time.Second, removed.name+" to refuse as a non-member "+what, func() error {
+			r, err := removed.call("/get?key=k")
+			if err != nil {
+				return err
+			}
+			if r.code != 503 || r.body != "not a member\n" {
+				return fmt.Errorf("get: %d %q", r.code, r.body)
+			}
+			return nil
+		})
+	}
+	notMember("once its removal is committed")
+	nl := waitLeader(t, 20*time.Second, []*proc{l, other}, nil)
+	nl.expect("/set?key=k&value=v2", 200, "ok\n")
+
+	// Restarted, its first answer is already a refusal.
+	restartRemoved(t, removed)
+	notMember("after its restart")
+}
+
+// restartRemoved restarts a removed node from its data dir (without -join,
+// which would ask to add it again) and checks that its first answer to a
+// read, as soon as it serves, is a non-member's refusal: it decides before
+// it serves.
+func restartRemoved(t *testing.T, p *proc) {
+	t.Helper()
+	p.stop()
+	p.start()
+	var first reply
+	waitFor(t, 20*time.Second, p.name+" to answer after its restart", func() error {
+		r, err := p.call("/get?key=k")
+		first = r
+		return err
+	})
+	if first.code != 503 || first.body != "not a member\n" {
+		t.Fatalf("%s's first answer after its restart: %d %q, want 503 not a member", p.name, first.code, first.body)
+	}
+}
+
+// The membership decisions, step by step, for the cases a cluster cannot be
+// steered into on cue: a leader's uncommitted configuration is no word, and
+// winning an election clears a removal that a leader once reported.
+func TestMembershipDecisions(t *testing.T) {
+	sv := func(ids ...string) []raft.Server {
+		var s []raft.Server
+		for _, id := range ids {
+			s = append(s, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(id), Suffrage: raft.Voter})
+		}
+		return s
+	}
+	all, others := sv("a", "me", "c"), sv("a", "c")
+	type step struct {
+		what    string
+		view    memberView
+		word    *leaderWord // the leader's answer, if asked
+		removed bool
+		doubt   bool
+	}
+	word := func(w leaderWord) *leaderWord { return &w }
+	for _, tc := range []struct {
+		name     string
+		hadState bool
+		steps    []step
+	}{
+		{"live follower", false, []step{
+			{what: "a member", view: memberView{latest: all, committed: all}},
+			{what: "its removal uncommitted", view: memberView{latest: others, committed: all}, doubt: true},
+			{what: "the leader's removal is uncommitted too", view: memberView{latest: others, committed: all}, word: word(noWord), doubt: true},
+			{what: "the leader committed it", view: memberView{latest: others, committed: all}, word: word(wordGone), removed: true, doubt: true},
+			{what: "and it is applied here", view: memberView{latest: others, committed: others}, removed: true},
+		}},
+		{"removal dropped", false, []step{
+			{what: "a member", view: memberView{latest: all, committed: all}},
+			{what: "its removal uncommitted", view: memberView{latest: others, committed: all}, doubt: true},
+			{what: "the leader lists it", view: memberView{latest: others, committed: all}, word: word(wordListed), doubt: true},
+			{what: "the entry is dropped", view: memberView{latest: all, committed: all}},
+		}},
+		{"cut off, then elected", false, []step{
+			{what: "a member", view: memberView{latest: all, committed: all}},
+			{what: "a leader's committed configuration lacks it", view: memberView{latest: all, committed: all}, word: word(wordGone), removed: true},
+			{what: "still so", view: memberView{latest: all, committed: all}, removed: true},
+			{what: "it wins an election", view: memberView{latest: all, committed: all, leading: true}},
+			{what: "and leads on", view: memberView{latest: all, committed: all, leading: true}},
+		}},
+		{"gone until its configuration changes", false, []step{
+			{what: "a member", view: memberView{latest: all, committed: all}},
+			{what: "gone", view: memberView{latest: all, committed: all}, word: word(wordGone), removed: true},
+			{what: "added again", view: memberView{latest: sv("a", "me", "c", "d"), committed: all}},
+		}},
+		{"restarted after removal", true, []step{
+			{what: "first round: its log's latest lacks it", view: memberView{latest: others, committed: all}, removed: true, doubt: true},
+			{what: "no leader answers", view: memberView{latest: others, committed: all}, word: word(noWord), removed: true, doubt: true},
+			{what: "the leader confirms", view: memberView{latest: others, committed: all}, word: word(wordGone), removed: true, doubt: true},
+		}},
+		{"restarted with its removal dropped", true, []step{
+			{what: "first round", view: memberView{latest: others}, removed: true, doubt: true},
+			{what: "the leader lists it", view: memberView{latest: others}, word: word(wordListed), doubt: true},
+		}},
+		{"joining", false, []step{
+			{what: "an older snapshot's configuration", view: memberView{latest: others, committed: others}},
+			{what: "added", view: memberView{latest: all, committed: all}},
+		}},
+		{"leader removed itself", false, []step{
+			{what: "leading", view: memberView{latest: all, committed: all, leading: true}},
+			{what: "raft stopped after the commit", view: memberView{latest: others, committed: all, shutDown: true}, removed: true},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &membership{self: "me", hadState: tc.hadState}
+			for _, s := range tc.steps {
+				removed, doubt := m.decide(s.view)
+				if s.word != nil {
+					removed = m.heard(*s.word, s.view.latest)
+				}
+				if removed != s.removed || doubt != s.doubt {
+					t.Fatalf("%s: removed %v doubt %v, want %v %v", s.what, removed, doubt, s.removed, s.doubt)
+				}
+			}
+		})
 	}
 }
