@@ -27,7 +27,8 @@ import (
 var errNotMember = errors.New("not a member")
 
 // conflict is a join the leader will not carry out as asked (409): doing it
-// would remove a live member.
+// would remove a live member, or send clients to an HTTP address that does
+// not answer as the server it is recorded for.
 type conflict struct{ msg string }
 
 func (c *conflict) Error() string { return c.msg }
@@ -91,6 +92,13 @@ func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
 		if string(old.ID) == n.cfg.RaftAdvertise {
 			return 0, &conflict{fmt.Sprintf("conflict: %s is this leader's own address; a node with no state cannot take its place", raftAddr)}
 		}
+		// A member this leader still hears from is running: the request
+		// cannot come from its successor at that address, and granting it
+		// would evict a live member. A successor retries the 409: its
+		// predecessor may have died a moment ago.
+		if n.contacts.heardWithin(old.ID, aliveWindow) {
+			return 0, &conflict{fmt.Sprintf("conflict: %s is alive", old.ID)}
+		}
 		// Something must answer there (with TLS: prove a certificate of
 		// our CA for that name) before a member is removed for it.
 		if err := n.stream.probe(raftAddr); err != nil {
@@ -102,6 +110,18 @@ func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
 		}
 		n.log.Info("removed the earlier incarnation of a node that restarted with no state", "id", old.ID, "index", index)
 		return index, nil
+	}
+	// Every node sends its clients to the leader's recorded HTTP address:
+	// one given here, for a new server or in place of the one recorded, must
+	// answer as that server first, or anyone who can reach /join could send
+	// every redirected write (and its token) elsewhere. A node that re-joins
+	// with the address already recorded costs nothing.
+	if httpAddr != "" && (!found || string(old.ID) == raftAddr) && n.fsm.peerHTTP(raftAddr) != httpAddr {
+		if err := n.verifyHTTP(raftAddr, httpAddr); err != nil {
+			n.log.Warn("join refused: its http address does not answer as that server", "id", raftAddr,
+				"http", httpAddr, "recorded", n.fsm.peerHTTP(raftAddr), "error", err)
+			return 0, &conflict{"conflict"}
+		}
 	}
 	var index uint64
 	switch {
@@ -160,6 +180,28 @@ func (n *node) Leave(raftAddr string) (uint64, error) {
 		index = idx
 	}
 	return index, nil
+}
+
+// aliveWindow: a fresh join may not replace a member the leader heard from
+// this recently.
+const aliveWindow = 2 * time.Second
+
+// verifyHTTP checks that httpAddr is where the server raftAddr answers: its
+// /status gives raftAddr as its Raft address. Without redirects and without
+// the token (the address is not trusted yet); with TLS, over HTTPS that
+// verifies the certificate against the cluster's CA.
+func (n *node) verifyHTTP(raftAddr, httpAddr string) error {
+	if n.cfg.Peers == nil {
+		return errors.New("this node cannot ask other nodes")
+	}
+	st, err := n.cfg.Peers.status(context.Background(), httpAddr)
+	if err != nil {
+		return err
+	}
+	if st.Raft != raftAddr {
+		return fmt.Errorf("it answers as %q", st.Raft)
+	}
+	return nil
 }
 
 // changeMembers waits for a membership change to commit, bounded so an HTTP
@@ -403,6 +445,9 @@ func (n *node) watchMembership() {
 	defer close(n.membersDone)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	contactsDone := make(chan struct{})
+	go n.watchContacts(contactsDone)
+	defer func() { <-contactsDone }()
 	go func() {
 		<-n.stopWatch
 		cancel()
@@ -507,6 +552,83 @@ func findMemberByID(servers []raft.Server, id string) (raft.Server, bool) {
 	return raft.Server{}, false
 }
 
+// contacts is, on a leader, the followers whose heartbeats fail and when
+// each last answered. hashicorp/raft keeps its per-follower last contact
+// private (followerReplication.LastContact); its observer reports it with
+// every failed heartbeat, and reports the first success after failures. A
+// follower with no failure since this node last changed state answers
+// every heartbeat (one each 100-200 ms), so it counts as heard from now.
+// That errs towards "alive": a follower whose packets are dropped is only
+// reported once its heartbeat times out (the transport's 10 s).
+type contacts struct {
+	mu      sync.Mutex
+	failing map[raft.ServerID]time.Time // last contact of each follower whose heartbeats fail
+}
+
+func (c *contacts) observe(o raft.Observation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch d := o.Data.(type) {
+	case raft.FailedHeartbeatObservation:
+		if c.failing == nil {
+			c.failing = map[raft.ServerID]time.Time{}
+		}
+		c.failing[d.PeerID] = d.LastContact
+	case raft.ResumedHeartbeatObservation:
+		delete(c.failing, d.PeerID)
+	case raft.RaftState:
+		clear(c.failing) // a new term of leading starts afresh
+	}
+}
+
+// forget drops what is known: after lost observations, every follower
+// counts as heard from until its heartbeats fail again.
+func (c *contacts) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.failing)
+}
+
+// heardWithin reports whether this leader heard from id within d.
+func (c *contacts) heardWithin(id raft.ServerID, d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last, failing := c.failing[id]
+	return !failing || time.Since(last) < d
+}
+
+// watchContacts feeds raft's heartbeat observations to n.contacts until the
+// node stops. Its own goroutine, which never waits on anything else, so the
+// record is current when a join reads it.
+func (n *node) watchContacts(done chan<- struct{}) {
+	defer close(done)
+	ch := make(chan raft.Observation, 256)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	dropped := uint64(0)
+	for {
+		select {
+		case o := <-ch:
+			n.contacts.observe(o)
+			// raft drops an observation rather than wait: a lost
+			// "resumed" would make a live follower look dead.
+			if d := obs.GetNumDropped(); d != dropped {
+				dropped = d
+				n.contacts.forget()
+			}
+		case <-n.stopWatch:
+			return
+		}
+	}
+}
+
 // joinCluster asks the member at joinAddr (any member: a follower redirects
 // to the leader) to add this node, retrying with backoff until ctx ends.
 //
@@ -536,6 +658,9 @@ type joiner struct {
 	scheme string // "http://" or "https://"
 	token  string
 	client *http.Client
+	// peek reads a /status: no token (/status needs none, and the address
+	// may not be a member's yet) and no redirect (a 3xx is no answer).
+	peek *http.Client
 }
 
 func newJoiner(t *tlsSetup, token string) *joiner {
@@ -561,10 +686,14 @@ func newJoiner(t *tlsSetup, token string) *joiner {
 			return nil
 		},
 	}
+	j.peek = &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	return j
 }
 
-// status reads a member's /status, waiting at most a second.
+// status reads the /status at addr, waiting at most a second.
 func (j *joiner) status(ctx context.Context, addr string) (status, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -572,10 +701,7 @@ func (j *joiner) status(ctx context.Context, addr string) (status, error) {
 	if err != nil {
 		return status{}, err
 	}
-	if j.token != "" {
-		req.Header.Set("Authorization", "Bearer "+j.token)
-	}
-	resp, err := j.client.Do(req)
+	resp, err := j.peek.Do(req)
 	if err != nil {
 		return status{}, err
 	}
@@ -614,10 +740,16 @@ func (j *joiner) ask(ctx context.Context, log hclog.Logger, joinAddr string, par
 					log.Info("joined cluster", "via", joinAddr, "attempts", attempt)
 				}
 				return nil
-			case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusConflict ||
-				resp.StatusCode == http.StatusUnauthorized:
+			case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnauthorized:
 				// Retrying will not fix a request the cluster refuses as such.
 				return fmt.Errorf("join via %s refused: %s", joinAddr, strings.TrimSpace(string(body)))
+			case resp.StatusCode == http.StatusConflict:
+				// Our earlier incarnation may have died a moment ago
+				// and still count as alive: retry until the timeout.
+				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+				if attempt == 1 {
+					log.Info("join refused for now; retrying", "via", joinAddr, "error", err)
+				}
 			default:
 				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 			}

@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -248,6 +249,153 @@ func TestWipedNodeDoesNotVoteUntilReplaced(t *testing.T) {
 	for _, p := range jc.nodes {
 		waitValue(t, p, "x", "acknowledged")
 	}
+}
+
+// Joins from a stranger (issue 18): a join cannot point the cluster's
+// clients at another HTTP address, nor evict a live member with fresh=true;
+// a member that really moved, and a node that really lost its disk, still
+// get in.
+func TestHostileJoins(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	l := c.leader()
+	f := c.followers()
+	l.expect("/set?key=k&value=v", 200, "ok\n")
+	servers := func() string {
+		t.Helper()
+		s, err := l.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(s.Servers)
+	}
+	before := servers()
+	// Every node still sends its clients to the leader's own address.
+	leaderHTTPEverywhere := func() {
+		t.Helper()
+		for _, p := range c.nodes {
+			waitFor(t, 10*time.Second, p.name+" to know the leader's http address", func() error {
+				s, err := p.status()
+				if err == nil && s.LeaderHTTP != l.http {
+					err = fmt.Errorf("leader_http %q", s.LeaderHTTP)
+				}
+				return err
+			})
+		}
+	}
+
+	t.Run("httpAddress", func(t *testing.T) {
+		// A raft port that accepts connections but is no stcached.
+		fake, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fake.Close()
+		go func() {
+			for {
+				c, err := fake.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		for _, q := range []string{
+			// The issue's reproduction: the leader's own entry.
+			"peerAddress=" + l.raftAdv + "&httpAddress=evil.example:80",
+			// An address that answers, as another server.
+			"peerAddress=" + l.raftAdv + "&httpAddress=" + f[0].http,
+			"peerAddress=" + f[0].raftAdv + "&httpAddress=" + f[1].http,
+			// Nothing answers there.
+			"peerAddress=" + f[0].raftAdv + "&httpAddress=" + freeAddr(t),
+			// A new server whose HTTP address is another's.
+			"peerAddress=" + fake.Addr().String() + "&httpAddress=" + f[1].http,
+		} {
+			for _, p := range []*proc{l, f[0]} { // a follower redirects; follow it as -join does
+				r := getFollowing(t, p.http, "/join?"+q)
+				if r.code != 409 || r.body != "conflict\n" || r.header.Get("X-Raft-Index") != "" {
+					t.Fatalf("join %s via %s: %d %q %v, want 409 conflict", q, p.name, r.code, r.body, r.header)
+				}
+			}
+		}
+		if after := servers(); after != before {
+			t.Fatalf("configuration changed by refused joins:\nbefore %s\nafter  %s", before, after)
+		}
+		leaderHTTPEverywhere()
+		r := f[0].expect("/set?key=secret&value=v", 307, "write method not allowed\n")
+		if loc := r.header.Get("Location"); loc != "http://"+l.http+"/set?key=secret&value=v" {
+			t.Fatalf("follower redirects writes to %q", loc)
+		}
+		// A member re-joining with the address it has is a no-op.
+		r = l.expect("/join?peerAddress="+f[0].raftAdv+"&httpAddress="+f[0].http, 200, "ok")
+		if r.header.Get("X-Raft-Index") != "" {
+			t.Fatalf("re-join with the same address wrote entry %s", r.header.Get("X-Raft-Index"))
+		}
+	})
+
+	t.Run("moved", func(t *testing.T) {
+		// f[0] restarts at a new HTTP address: its join says so, and is
+		// believed, because the new address answers as f[0].
+		p := f[0]
+		p.stop()
+		p.http = freeAddr(t)
+		p.start()
+		waitFor(t, 10*time.Second, p.name+" to serve at its new address", func() error {
+			_, err := p.status()
+			return err
+		})
+		r := l.expect("/join?peerAddress="+p.raftAdv+"&httpAddress="+p.http, 200, "ok")
+		if r.header.Get("X-Raft-Index") == "" {
+			t.Fatalf("moved member's join wrote nothing: %v", r.header)
+		}
+		for _, q := range c.nodes {
+			waitFor(t, 10*time.Second, q.name+" to know "+p.name+"'s new address", func() error {
+				s, err := q.status()
+				if err != nil {
+					return err
+				}
+				for _, sv := range s.Servers {
+					if sv.ID == p.raftAdv && sv.HTTP != p.http {
+						return fmt.Errorf("%s at %q", sv.ID, sv.HTTP)
+					}
+				}
+				return nil
+			})
+		}
+		p.expect("/get?key=k", 200, "v\n")
+	})
+
+	t.Run("fresh", func(t *testing.T) {
+		before := servers()
+		// A live follower, under its own spelling and another.
+		for _, addr := range []string{f[1].raftAdv, asLocalhost(f[1].raftAdv)} {
+			for _, p := range []*proc{l, f[0]} {
+				r := getFollowing(t, p.http, "/join?peerAddress="+addr+"&fresh=true")
+				if want := "conflict: " + f[1].raftAdv + " is alive\n"; r.code != 409 || r.body != want {
+					t.Fatalf("fresh join of live %s via %s: %d %q, want 409 %q", addr, p.name, r.code, r.body, want)
+				}
+			}
+		}
+		if after := servers(); after != before {
+			t.Fatalf("configuration changed by a refused fresh join:\nbefore %s\nafter  %s", before, after)
+		}
+		f[1].expect("/get?key=k", 200, "v\n")
+		l.expect("/set?key=k&value=v2", 200, "ok\n")
+		waitValue(t, f[1], "k", "v2")
+
+		// The node really lost its disk: its -join is refused while the
+		// leader still counts its old incarnation alive, and retried.
+		f[1].kill()
+		if err := os.RemoveAll(f[1].dir); err != nil {
+			t.Fatal(err)
+		}
+		f[1].start("-join", f[0].http, "-join-timeout", "30s")
+		c.waitConverged(60 * time.Second)
+		waitValue(t, f[1], "k", "v2")
+		if strings.Contains(f[1].readLog(), "join refused for now; retrying") {
+			t.Logf("%s's first fresh join was refused (its old incarnation had just died) and retried", f[1].name)
+		}
+		leaderHTTPEverywhere()
+	})
 }
 
 // Only a committed configuration says a node is out (issue 18). A follower

@@ -86,6 +86,7 @@ type node struct {
 	removed      atomic.Bool
 	members      *membership     // decides removed
 	committedCfg committedConfig // the last configuration known committed
+	contacts     contacts        // on a leader: which followers it hears from
 
 	hadState bool
 	// stopping is closed when shutdown begins: every wait on Raft selects
