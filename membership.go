@@ -718,6 +718,7 @@ func (j *joiner) ask(ctx context.Context, log hclog.Logger, joinAddr string, par
 	u := j.scheme + joinAddr + "/join?" + params.Encode()
 	backoff := 100 * time.Millisecond
 	var last error
+	conflicted := false
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
@@ -747,8 +748,9 @@ func (j *joiner) ask(ctx context.Context, log hclog.Logger, joinAddr string, par
 				// Our earlier incarnation may have died a moment ago
 				// and still count as alive: retry until the timeout.
 				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-				if attempt == 1 {
-					log.Info("join refused for now; retrying", "via", joinAddr, "error", err)
+				if !conflicted {
+					conflicted = true
+					log.Info("join refused for now; retrying", "via", joinAddr, "attempt", attempt, "error", err)
 				}
 			default:
 				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
