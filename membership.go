@@ -332,6 +332,9 @@ type membership struct {
 	gone    bool
 	goneIn  string
 	removed bool
+	// hints are members' HTTP addresses from log entries this node holds
+	// but has not applied (see httpHints), to ask them.
+	hints map[string]string
 }
 
 // decide returns whether this node is removed, and whether it is in doubt
@@ -416,9 +419,55 @@ func (n *node) firstMembership() {
 	v := n.memberView()
 	removed, _ := n.members.decide(v)
 	if n.hadState && n.cfg.Peers != nil && len(v.latest) > 1 {
+		hints, err := n.httpHints()
+		if err != nil {
+			n.log.Warn("could not read members' http addresses from the log; asking those the snapshot knows", "error", err)
+		}
+		n.members.hints = hints
 		removed = n.members.heard(n.askLeader(context.Background(), v.latest), v.latest)
 	}
 	n.setRemoved(removed)
+}
+
+// httpHints reads the members' HTTP addresses recorded in the log entries
+// after the last snapshot. The FSM holds those of the snapshot; the entries
+// after it are applied only once a leader says they are committed, which a
+// removed node restarted never hears, so without these it might know no
+// one to ask. They serve only to ask: an uncommitted address is at worst a
+// wrong one.
+func (n *node) httpHints() (map[string]string, error) {
+	hints := map[string]string{}
+	snap := parseUint(n.raft.Stats()["last_snapshot_index"])
+	first, err := n.logStore.FirstIndex()
+	if err != nil {
+		return hints, fmt.Errorf("first index: %w", err)
+	}
+	last, err := n.logStore.LastIndex()
+	if err != nil {
+		return hints, fmt.Errorf("last index: %w", err)
+	}
+	for i := max(first, snap+1); i <= last && i > 0; i++ {
+		var e raft.Log
+		if err := n.logStore.GetLog(i, &e); err != nil {
+			return hints, fmt.Errorf("log entry %d: %w", i, err)
+		}
+		if e.Type != raft.LogCommand {
+			continue
+		}
+		cmds, err := decodeCommands(e.Data)
+		if err != nil {
+			continue // every node skips it alike (fsm.Apply)
+		}
+		for _, c := range cmds {
+			switch c.op {
+			case opSetPeer:
+				hints[c.key] = c.value
+			case opDeletePeer:
+				delete(hints, c.key)
+			}
+		}
+	}
+	return hints, nil
 }
 
 func (n *node) setRemoved(removed bool) {
@@ -492,6 +541,9 @@ func (n *node) askLeader(ctx context.Context, servers []raft.Server) leaderWord 
 	asked := 0
 	for _, sv := range servers {
 		addr := n.fsm.peerHTTP(string(sv.ID))
+		if addr == "" {
+			addr = n.members.hints[string(sv.ID)]
+		}
 		if string(sv.ID) == n.cfg.RaftAdvertise || addr == "" {
 			continue
 		}
