@@ -530,24 +530,30 @@ func (n *node) watchMembership() {
 	}
 }
 
-// askLeader asks the other servers of this node's configuration for their
-// /status (at once, a second at most), and returns what the one that leads
-// in the highest term, this node's or a later one, says of this node.
+// askLeader asks the other servers of this node's configuration (and the
+// -join address) for their /status, all at once and a second at most, and
+// returns what the one that leads in the highest term, this node's or a
+// later one, says of this node.
 func (n *node) askLeader(ctx context.Context, servers []raft.Server) leaderWord {
 	term := n.raft.CurrentTerm()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	answers := make(chan status, len(servers))
-	asked := 0
+	// The -join address too: a member's, and perhaps the only one known.
+	var addrs []string
+	if n.cfg.JoinVia != "" {
+		addrs = append(addrs, n.cfg.JoinVia)
+	}
 	for _, sv := range servers {
 		addr := n.fsm.peerHTTP(string(sv.ID))
 		if addr == "" {
 			addr = n.members.hints[string(sv.ID)]
 		}
-		if string(sv.ID) == n.cfg.RaftAdvertise || addr == "" {
-			continue
+		if string(sv.ID) != n.cfg.RaftAdvertise && addr != "" && !slices.Contains(addrs, addr) {
+			addrs = append(addrs, addr)
 		}
-		asked++
+	}
+	answers := make(chan status, len(addrs))
+	for _, addr := range addrs {
 		go func() {
 			st, err := n.cfg.Peers.status(ctx, addr)
 			if err != nil {
@@ -557,7 +563,7 @@ func (n *node) askLeader(ctx context.Context, servers []raft.Server) leaderWord 
 		}()
 	}
 	var leader *status
-	for range asked {
+	for range addrs {
 		st := <-answers
 		if st.State == "Leader" && st.Member && st.Term >= term && (leader == nil || st.Term > leader.Term) {
 			leader = &st
