@@ -558,22 +558,31 @@ func (nm *nemesis) addVoter(j int) {
 
 // waitVoter waits until the leader's configuration lists slot j, which
 // joined through via, as a voter: until then a /leave of it could come
-// before its join and be undone by it.
+// before its join and be undone by it. And until j's own configuration
+// lists it: a node replaced under the same address is in the leader's
+// configuration from the start (its earlier incarnation), but it has joined
+// only once the leader has forgotten that one (a 409 "is alive" while the
+// leader heard from it in the last 2 s) and added it again. Until then its
+// Raft port is shut, so a /leave of another member could leave a
+// configuration whose quorum needs it, and no leader could ever be elected.
 func (nm *nemesis) waitVoter(j int, via *proc) {
 	nodes := nm.jc.nodes
 	p := nodes[j]
+	isVoter := func(s status) bool {
+		return slices.ContainsFunc(s.Servers, func(sv server) bool { return sv.ID == p.raftAdv && sv.Suffrage == "Voter" })
+	}
 	if err := poll(time.Minute, func() error {
 		st, ok := nm.jc.statuses()
 		l := nm.jc.usableLeader(st, ok)
-		if l < 0 {
+		switch {
+		case l < 0:
 			return fmt.Errorf("no usable leader")
+		case !isVoter(st[l]):
+			return fmt.Errorf("%s's configuration has no %s", nodes[l].name, p.raftAdv)
+		case !ok[j] || !isVoter(st[j]):
+			return fmt.Errorf("%s's own configuration does not list it yet", p.name)
 		}
-		for _, sv := range st[l].Servers {
-			if sv.ID == p.raftAdv && sv.Suffrage == "Voter" {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s's configuration has no %s", nodes[l].name, p.raftAdv)
+		return nil
 	}); err != nil {
 		nm.t.Errorf("nemesis: %s joined through %s: %v", p.name, via.name, err)
 	}

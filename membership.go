@@ -13,7 +13,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,7 +27,8 @@ import (
 var errNotMember = errors.New("not a member")
 
 // conflict is a join the leader will not carry out as asked (409): doing it
-// would remove a live member.
+// would remove a live member, or send clients to an HTTP address that does
+// not answer as the server it is recorded for.
 type conflict struct{ msg string }
 
 func (c *conflict) Error() string { return c.msg }
@@ -89,6 +92,13 @@ func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
 		if string(old.ID) == n.cfg.RaftAdvertise {
 			return 0, &conflict{fmt.Sprintf("conflict: %s is this leader's own address; a node with no state cannot take its place", raftAddr)}
 		}
+		// A member this leader still hears from is running: the request
+		// cannot come from its successor at that address, and granting it
+		// would evict a live member. A successor retries the 409: its
+		// predecessor may have died a moment ago.
+		if n.contacts.heardWithin(old.ID, aliveWindow) {
+			return 0, &conflict{fmt.Sprintf("conflict: %s is alive", old.ID)}
+		}
 		// Something must answer there (with TLS: prove a certificate of
 		// our CA for that name) before a member is removed for it.
 		if err := n.stream.probe(raftAddr); err != nil {
@@ -100,6 +110,18 @@ func (n *node) Join(raftAddr, httpAddr string, fresh bool) (uint64, error) {
 		}
 		n.log.Info("removed the earlier incarnation of a node that restarted with no state", "id", old.ID, "index", index)
 		return index, nil
+	}
+	// Every node sends its clients to the leader's recorded HTTP address:
+	// one given here, for a new server or in place of the one recorded, must
+	// answer as that server first, or anyone who can reach /join could send
+	// every redirected write (and its token) elsewhere. A node that re-joins
+	// with the address already recorded costs nothing.
+	if httpAddr != "" && (!found || string(old.ID) == raftAddr) && n.fsm.peerHTTP(raftAddr) != httpAddr {
+		if err := n.verifyHTTP(raftAddr, httpAddr); err != nil {
+			n.log.Warn("join refused: its http address does not answer as that server", "id", raftAddr,
+				"http", httpAddr, "recorded", n.fsm.peerHTTP(raftAddr), "error", err)
+			return 0, &conflict{"conflict"}
+		}
 	}
 	var index uint64
 	switch {
@@ -160,6 +182,28 @@ func (n *node) Leave(raftAddr string) (uint64, error) {
 	return index, nil
 }
 
+// aliveWindow: a fresh join may not replace a member the leader heard from
+// this recently.
+const aliveWindow = 2 * time.Second
+
+// verifyHTTP checks that httpAddr is where the server raftAddr answers: its
+// /status gives raftAddr as its Raft address. Without redirects and without
+// the token (the address is not trusted yet); with TLS, over HTTPS that
+// verifies the certificate against the cluster's CA.
+func (n *node) verifyHTTP(raftAddr, httpAddr string) error {
+	if n.cfg.Peers == nil {
+		return errors.New("this node cannot ask other nodes")
+	}
+	st, err := n.cfg.Peers.status(context.Background(), httpAddr)
+	if err != nil {
+		return err
+	}
+	if st.Raft != raftAddr {
+		return fmt.Errorf("it answers as %q", st.Raft)
+	}
+	return nil
+}
+
 // changeMembers waits for a membership change to commit, bounded so an HTTP
 // request does not hang (the change may still complete after the timeout),
 // and returns the index of its configuration entry.
@@ -179,68 +223,305 @@ func (n *node) raftErr(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// watchMembership notices when this node is no longer in the configuration
-// it knows: after a /leave of a follower, hashicorp/raft leaves that node
-// running, and it would serve ever staler reads. The node is not a member
-// while its configuration is non-empty and lacks it, once it has been a
-// member (a node that joins may briefly hold an older configuration from
-// the leader's snapshot) or if it started from state of its own (a removed
-// node restarted). It becomes one again if it is added back.
+// Who counts as a member: only a committed configuration says that this
+// node is out. hashicorp/raft's GetConfiguration returns the latest
+// configuration, which may hold an uncommitted change that a new leader
+// will drop; raft keeps its committed one private (and the Index of
+// GetConfiguration's future is always 0 in v1.7.3). So the node keeps its
+// own record (committedConfig) of the last configuration it knows to be
+// committed: raft hands each configuration entry to the FSM once it is
+// committed when the FSM is a raft.ConfigurationStore (configFSM), and
+// every snapshot holds a committed configuration (configSnapshots records
+// it when raft opens one, at start and when one is installed).
 //
-// A follower removed while it could not hear the leader never receives the
-// entry that removes it: raft makes one last attempt to replicate up to it,
-// then stops sending it anything. Its own configuration still lists it, and
-// it hears from nobody. So a member that has known no leader for a while
-// asks the others (askLeader): a leader in this node's term or a later one
-// whose configuration lacks this node proves it was removed, until this
-// node's own configuration changes.
+// A follower removed with /leave seldom learns that its removal committed:
+// the leader sends it the entry in one last AppendEntries, usually before
+// the commit, and then nothing more. So a node whose latest configuration
+// lacks it, while its committed one does not, is in doubt and asks the
+// leader (askLeader): a leader's committed configuration that lacks it
+// settles it (gone); one that lists it settles it the other way.
+
+// committedConfig is the last configuration this node knows to be committed.
+type committedConfig struct {
+	mu      sync.Mutex
+	index   uint64
+	servers []raft.Server
+	known   bool
+}
+
+// store records conf, written at index, unless a later one is known.
+func (c *committedConfig) store(index uint64, conf raft.Configuration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.known && index < c.index {
+		return
+	}
+	c.index, c.servers, c.known = index, conf.Clone().Servers, true
+}
+
+// get returns the recorded configuration, or nil while none is known.
+func (c *committedConfig) get() []raft.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.known {
+		return nil
+	}
+	return slices.Clone(c.servers)
+}
+
+// configFSM is the state machine raft sees: stcache's, and a
+// raft.ConfigurationStore, to which raft hands each configuration entry once
+// it is committed (raft's runFSM; nothing else of the FSM changes).
+type configFSM struct {
+	*fsm
+	committed *committedConfig
+}
+
+// StoreConfiguration is raft.ConfigurationStore's.
+func (f configFSM) StoreConfiguration(index uint64, c raft.Configuration) {
+	f.committed.store(index, c)
+}
+
+// configSnapshots records the configuration of each snapshot raft opens: to
+// restore it at start or once installed from the leader (or to send it). A
+// snapshot holds the committed configuration at its index.
+type configSnapshots struct {
+	raft.SnapshotStore
+	committed *committedConfig
+}
+
+func (s configSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := s.SnapshotStore.Open(id)
+	if err == nil {
+		s.committed.store(meta.ConfigurationIndex, meta.Configuration)
+	}
+	return meta, rc, err
+}
+
+// leaderWord is what the leader's /status says of this node.
+type leaderWord int
+
+const (
+	noWord     leaderWord = iota // no leader answered, or its configuration that lacks us is not committed yet
+	wordListed                   // the leader's configuration lists this node
+	wordGone                     // the leader's committed configuration lacks this node
+)
+
+// memberView is one look at what this node knows of its own membership.
+type memberView struct {
+	latest    []raft.Server // raft's latest configuration, perhaps uncommitted
+	committed []raft.Server // the last one known committed, nil while none
+	leading   bool
+	// shutDown: raft stopped by itself, which it does (ShutdownOnRemove)
+	// when a leader commits its own removal.
+	shutDown bool
+}
+
+// membership decides, round after round, whether this node is still a
+// member. It is used by one goroutine at a time (openNode's first round,
+// then watchMembership).
+type membership struct {
+	self     string
+	hadState bool // started from state of its own
+	seenSelf bool // a committed configuration listed this node
+	decided  bool
+	// gone: a leader's committed configuration lacks this node, while this
+	// node's own latest configuration was goneIn (raft does not say which
+	// index that is). It holds until that configuration changes or this
+	// node wins an election.
+	gone    bool
+	goneIn  string
+	removed bool
+	// hints are members' HTTP addresses from log entries this node holds
+	// but has not applied (see httpHints), to ask them.
+	hints map[string]string
+}
+
+// decide returns whether this node is removed, and whether it is in doubt
+// (its latest configuration lacks it, its committed one does not say so):
+// then it should ask the leader.
+//
+// A node counts only once it has been a member (a node that joins may hold,
+// for a moment, an older configuration from the leader's snapshot) or if it
+// started from state of its own (a removed node restarted). In doubt, the
+// last decision stands; at start it is the latest configuration's word, so
+// that a removed node restarted serves no stale read before a leader
+// confirms it.
+func (m *membership) decide(v memberView) (removed, doubt bool) {
+	inCommitted := v.committed != nil && listsID(v.committed, m.self)
+	m.seenSelf = m.seenSelf || inCommitted
+	if v.leading {
+		m.gone = false // a majority of the voters just counted us in
+	}
+	if m.gone && fmt.Sprint(v.latest) != m.goneIn {
+		m.gone = false // our own configuration moved on: it decides again
+	}
+	first := !m.decided
+	m.decided = true
+	switch {
+	case !(m.seenSelf || m.hadState) || len(v.latest) == 0:
+		m.removed = false
+	case len(v.committed) > 0 && !inCommitted:
+		m.removed = true
+	case v.shutDown && !listsID(v.latest, m.self):
+		m.removed = true
+	case listsID(v.latest, m.self):
+		m.removed = m.gone
+	default:
+		doubt = true
+		m.removed = first || m.removed || m.gone
+	}
+	return m.removed, doubt
+}
+
+// heard takes the leader's word about this node, whose latest configuration
+// is latest, and returns the decision.
+func (m *membership) heard(w leaderWord, latest []raft.Server) bool {
+	switch w {
+	case wordGone:
+		m.gone, m.goneIn = true, fmt.Sprint(latest)
+		m.removed = true
+	case wordListed:
+		m.gone = false
+		if !listsID(latest, m.self) {
+			// Our latest configuration's removal of us is not the
+			// leader's: it will be dropped.
+			m.removed = false
+		}
+	}
+	return m.removed
+}
+
+// memberView reads what this node knows of its membership now.
+func (n *node) memberView() memberView {
+	v := memberView{committed: n.committedCfg.get()}
+	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
+		v.latest = cf.Configuration().Servers
+	}
+	switch n.raft.State() {
+	case raft.Leader:
+		v.leading = true
+	case raft.Shutdown:
+		select {
+		case <-n.stopping: // our own shutdown, not raft's
+		default:
+			v.shutDown = true
+		}
+	}
+	return v
+}
+
+// firstMembership decides, before the node serves anything, whether it is
+// still a member. A node that starts from state of its own asks the others
+// once (a second at most): a leader's committed configuration may lack it
+// although its own lists it (it was removed while cut off).
+func (n *node) firstMembership() {
+	v := n.memberView()
+	removed, _ := n.members.decide(v)
+	if n.hadState && n.cfg.Peers != nil && len(v.latest) > 1 {
+		hints, err := n.httpHints()
+		if err != nil {
+			n.log.Warn("could not read members' http addresses from the log; asking those the snapshot knows", "error", err)
+		}
+		n.members.hints = hints
+		removed = n.members.heard(n.askLeader(context.Background(), v.latest), v.latest)
+	}
+	n.setRemoved(removed)
+}
+
+// httpHints reads the members' HTTP addresses recorded in the log entries
+// after the last snapshot. The FSM holds those of the snapshot; the entries
+// after it are applied only once a leader says they are committed, which a
+// removed node restarted never hears, so without these it might know no
+// one to ask. They serve only to ask: an uncommitted address is at worst a
+// wrong one.
+func (n *node) httpHints() (map[string]string, error) {
+	hints := map[string]string{}
+	snap := parseUint(n.raft.Stats()["last_snapshot_index"])
+	first, err := n.logStore.FirstIndex()
+	if err != nil {
+		return hints, fmt.Errorf("first index: %w", err)
+	}
+	last, err := n.logStore.LastIndex()
+	if err != nil {
+		return hints, fmt.Errorf("last index: %w", err)
+	}
+	for i := max(first, snap+1); i <= last && i > 0; i++ {
+		var e raft.Log
+		if err := n.logStore.GetLog(i, &e); err != nil {
+			return hints, fmt.Errorf("log entry %d: %w", i, err)
+		}
+		if e.Type != raft.LogCommand {
+			continue
+		}
+		cmds, err := decodeCommands(e.Data)
+		if err != nil {
+			continue // every node skips it alike (fsm.Apply)
+		}
+		for _, c := range cmds {
+			switch c.op {
+			case opSetPeer:
+				hints[c.key] = c.value
+			case opDeletePeer:
+				delete(hints, c.key)
+			}
+		}
+	}
+	return hints, nil
+}
+
+func (n *node) setRemoved(removed bool) {
+	if n.removed.Swap(removed) == removed {
+		return
+	}
+	if removed {
+		n.log.Warn("this node is no longer a member of the cluster: it refuses requests with 503 'not a member' (stop it, or /join it again)")
+	} else {
+		n.log.Info("this node is a member of the cluster")
+	}
+}
+
+// watchMembership keeps deciding whether this node is a member: after a
+// /leave of a follower, hashicorp/raft leaves that node running, and it
+// would serve ever staler reads. See membership.decide.
+//
+// A node in doubt asks the leader at once (and every second while it
+// lasts). A follower removed while it could not hear the leader never
+// receives the entry that removes it (raft makes one last attempt, then
+// sends it nothing): its configuration still lists it, and it hears from
+// nobody. So a member that has known no leader for a while asks too.
 func (n *node) watchMembership() {
 	defer close(n.membersDone)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	contactsDone := make(chan struct{})
+	go n.watchContacts(contactsDone)
+	defer func() { <-contactsDone }()
 	go func() {
 		<-n.stopWatch
 		cancel()
 	}()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	seenSelf := false
 	lastLeader, lastAsk := time.Now(), time.Time{}
-	// gone: a leader said this node is gone, while this node's own
-	// configuration was goneIn (raft does not say which index that is).
-	gone, goneIn := false, ""
 	for {
-		cf := n.raft.GetConfiguration()
-		if err := cf.Error(); err == nil {
-			servers := cf.Configuration().Servers
-			_, in := findMemberByID(servers, n.cfg.RaftAdvertise)
-			seenSelf = seenSelf || in
-			removed := len(servers) > 0 && !in && (seenSelf || n.hadState)
-			if gone && fmt.Sprint(servers) != goneIn {
-				gone = false // our own configuration moved on: it decides again
-			}
-			now := time.Now()
-			if n.leaderID() != "" {
-				lastLeader = now
-			}
-			if !removed && !gone && in && n.cfg.Peers != nil &&
-				now.Sub(lastLeader) > 3*time.Second && now.Sub(lastAsk) > 2*time.Second {
-				lastAsk = now
-				if leader := n.askLeader(ctx, servers); leader != "" {
-					n.log.Info("the leader's configuration no longer lists this node", "leader", leader)
-					gone, goneIn = true, fmt.Sprint(servers)
-				}
-			}
-			removed = removed || gone
-			if n.removed.Swap(removed) != removed {
-				if removed {
-					n.writable.Store(false)
-					n.log.Warn("this node is no longer a member of the cluster: it refuses requests with 503 'not a member' (stop it, or /join it again)")
-				} else {
-					n.log.Info("this node is a member of the cluster again")
-				}
-			}
+		v := n.memberView()
+		removed, doubt := n.members.decide(v)
+		now := time.Now()
+		if n.leaderID() != "" {
+			lastLeader = now
 		}
+		lost := !removed && listsID(v.latest, n.cfg.RaftAdvertise) &&
+			now.Sub(lastLeader) > 3*time.Second && now.Sub(lastAsk) > 2*time.Second
+		if n.cfg.Peers != nil && (lost || doubt && now.Sub(lastAsk) > time.Second) {
+			lastAsk = now
+			w := n.askLeader(ctx, v.latest)
+			if w == wordGone {
+				n.log.Info("the leader's configuration no longer lists this node (committed)")
+			}
+			removed = n.members.heard(w, v.latest)
+		}
+		n.setRemoved(removed)
 		select {
 		case <-t.C:
 		case <-n.stopWatch:
@@ -249,29 +530,75 @@ func (n *node) watchMembership() {
 	}
 }
 
-// askLeader asks the other servers of this node's configuration for their
-// /status, and returns the name of one that leads in this node's term or a
-// later one and whose configuration lacks this node, or "".
-func (n *node) askLeader(ctx context.Context, servers []raft.Server) string {
+// askLeader asks the other servers of this node's configuration (and the
+// -join address) for their /status, all at once and a second at most, and
+// returns what the one that leads in the highest term, this node's or a
+// later one, says of this node.
+func (n *node) askLeader(ctx context.Context, servers []raft.Server) leaderWord {
 	term := n.raft.CurrentTerm()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	// The -join address too: a member's, and perhaps the only one known.
+	var addrs []string
+	if n.cfg.JoinVia != "" {
+		addrs = append(addrs, n.cfg.JoinVia)
+	}
 	for _, sv := range servers {
 		addr := n.fsm.peerHTTP(string(sv.ID))
-		if string(sv.ID) == n.cfg.RaftAdvertise || addr == "" {
-			continue
+		if addr == "" {
+			addr = n.members.hints[string(sv.ID)]
 		}
-		st, err := n.cfg.Peers.status(ctx, addr)
-		if err != nil || st.State != "Leader" || !st.Member || st.Term < term {
-			continue
-		}
-		listed := false
-		for _, s := range st.Servers {
-			listed = listed || s.ID == n.cfg.RaftAdvertise
-		}
-		if !listed {
-			return st.Node
+		if string(sv.ID) != n.cfg.RaftAdvertise && addr != "" && !slices.Contains(addrs, addr) {
+			addrs = append(addrs, addr)
 		}
 	}
-	return ""
+	answers := make(chan status, len(addrs))
+	for _, addr := range addrs {
+		go func() {
+			st, err := n.cfg.Peers.status(ctx, addr)
+			if err != nil {
+				st = status{} // not an answer
+			}
+			answers <- st
+		}()
+	}
+	var leader *status
+	for range addrs {
+		st := <-answers
+		if st.State == "Leader" && st.Member && st.Term >= term && (leader == nil || st.Term > leader.Term) {
+			leader = &st
+		}
+	}
+	switch {
+	case leader == nil:
+		return noWord
+	case slices.ContainsFunc(leader.Servers, func(s server) bool { return s.ID == n.cfg.RaftAdvertise }):
+		return wordListed
+	case leader.ConfigurationCommitted:
+		return wordGone
+	}
+	return noWord
+}
+
+// configurationCommitted reports whether servers, as /status shows them, is
+// the last configuration known committed here.
+func (n *node) configurationCommitted(servers []server) bool {
+	committed := n.committedCfg.get()
+	if committed == nil || len(committed) != len(servers) {
+		return false
+	}
+	for i, s := range committed {
+		v := servers[i]
+		if string(s.ID) != v.ID || string(s.Address) != v.Address || s.Suffrage.String() != v.Suffrage {
+			return false
+		}
+	}
+	return true
+}
+
+func listsID(servers []raft.Server, id string) bool {
+	_, ok := findMemberByID(servers, id)
+	return ok
 }
 
 func findMemberByID(servers []raft.Server, id string) (raft.Server, bool) {
@@ -281,6 +608,83 @@ func findMemberByID(servers []raft.Server, id string) (raft.Server, bool) {
 		}
 	}
 	return raft.Server{}, false
+}
+
+// contacts is, on a leader, the followers whose heartbeats fail and when
+// each last answered. hashicorp/raft keeps its per-follower last contact
+// private (followerReplication.LastContact); its observer reports it with
+// every failed heartbeat, and reports the first success after failures. A
+// follower with no failure since this node last changed state answers
+// every heartbeat (one each 100-200 ms), so it counts as heard from now.
+// That errs towards "alive": a follower whose packets are dropped is only
+// reported once its heartbeat times out (the transport's 10 s).
+type contacts struct {
+	mu      sync.Mutex
+	failing map[raft.ServerID]time.Time // last contact of each follower whose heartbeats fail
+}
+
+func (c *contacts) observe(o raft.Observation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch d := o.Data.(type) {
+	case raft.FailedHeartbeatObservation:
+		if c.failing == nil {
+			c.failing = map[raft.ServerID]time.Time{}
+		}
+		c.failing[d.PeerID] = d.LastContact
+	case raft.ResumedHeartbeatObservation:
+		delete(c.failing, d.PeerID)
+	case raft.RaftState:
+		clear(c.failing) // a new term of leading starts afresh
+	}
+}
+
+// forget drops what is known: after lost observations, every follower
+// counts as heard from until its heartbeats fail again.
+func (c *contacts) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.failing)
+}
+
+// heardWithin reports whether this leader heard from id within d.
+func (c *contacts) heardWithin(id raft.ServerID, d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last, failing := c.failing[id]
+	return !failing || time.Since(last) < d
+}
+
+// watchContacts feeds raft's heartbeat observations to n.contacts until the
+// node stops. Its own goroutine, which never waits on anything else, so the
+// record is current when a join reads it.
+func (n *node) watchContacts(done chan<- struct{}) {
+	defer close(done)
+	ch := make(chan raft.Observation, 256)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	dropped := uint64(0)
+	for {
+		select {
+		case o := <-ch:
+			n.contacts.observe(o)
+			// raft drops an observation rather than wait: a lost
+			// "resumed" would make a live follower look dead.
+			if d := obs.GetNumDropped(); d != dropped {
+				dropped = d
+				n.contacts.forget()
+			}
+		case <-n.stopWatch:
+			return
+		}
+	}
 }
 
 // joinCluster asks the member at joinAddr (any member: a follower redirects
@@ -312,6 +716,9 @@ type joiner struct {
 	scheme string // "http://" or "https://"
 	token  string
 	client *http.Client
+	// peek reads a /status: no token (/status needs none, and the address
+	// may not be a member's yet) and no redirect (a 3xx is no answer).
+	peek *http.Client
 }
 
 func newJoiner(t *tlsSetup, token string) *joiner {
@@ -337,13 +744,17 @@ func newJoiner(t *tlsSetup, token string) *joiner {
 			return nil
 		},
 	}
+	j.peek = &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	return j
 }
 
-// status reads a member's /status, waiting at most a second. It sends no
-// token: /status needs none, and addr comes from the replicated peer map (the
-// HTTP address each node claimed when it joined, checked by nobody), so the
-// token would go wherever such a claim points.
+// status reads the /status at addr, waiting at most a second, following no
+// redirect. It sends no token: /status needs none, and addr may come from the
+// replicated peer map or from a join being checked, so the token would go
+// wherever such a claim points.
 func (j *joiner) status(ctx context.Context, addr string) (status, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -351,7 +762,7 @@ func (j *joiner) status(ctx context.Context, addr string) (status, error) {
 	if err != nil {
 		return status{}, err
 	}
-	resp, err := j.client.Do(req)
+	resp, err := j.peek.Do(req)
 	if err != nil {
 		return status{}, err
 	}
@@ -368,6 +779,7 @@ func (j *joiner) ask(ctx context.Context, log hclog.Logger, joinAddr string, par
 	u := j.scheme + joinAddr + "/join?" + params.Encode()
 	backoff := 100 * time.Millisecond
 	var last error
+	conflicted := false
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
@@ -390,10 +802,17 @@ func (j *joiner) ask(ctx context.Context, log hclog.Logger, joinAddr string, par
 					log.Info("joined cluster", "via", joinAddr, "attempts", attempt)
 				}
 				return nil
-			case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusConflict ||
-				resp.StatusCode == http.StatusUnauthorized:
+			case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnauthorized:
 				// Retrying will not fix a request the cluster refuses as such.
 				return fmt.Errorf("join via %s refused: %s", joinAddr, strings.TrimSpace(string(body)))
+			case resp.StatusCode == http.StatusConflict:
+				// Our earlier incarnation may have died a moment ago
+				// and still count as alive: retry until the timeout.
+				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+				if !conflicted {
+					conflicted = true
+					log.Info("join refused for now; retrying", "via", joinAddr, "attempt", attempt, "error", err)
+				}
 			default:
 				err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 			}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,10 +15,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // asLocalhost respells a 127.0.0.1:port address as localhost:port.
@@ -195,6 +198,9 @@ func TestRemovedWhileCutOff(t *testing.T) {
 		t.Fatalf("%s learned it some other way; its log:\n%s", f.name, f.readLog())
 	}
 	l.expect("/get?key=k&consistency=strong", 200, "v2\n")
+	// Its own state still lists it: restarted, it asks the others before
+	// it serves (before, it served its map for 3 s and more).
+	restartRemoved(t, f)
 }
 
 // A node whose disk was wiped must not vote with a forgotten history. The
@@ -286,5 +292,324 @@ func TestRemovalCheckSendsNoToken(t *testing.T) {
 	}
 	if a := seen["/join"]; a != "Bearer "+testToken {
 		t.Fatalf("a join sent Authorization %q, want the token", a)
+	}
+}
+
+// Joins from a stranger (issue 18): a join cannot point the cluster's
+// clients at another HTTP address, nor evict a live member with fresh=true;
+// a member that really moved, and a node that really lost its disk, still
+// get in.
+func TestHostileJoins(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	l := c.leader()
+	f := c.followers()
+	l.expect("/set?key=k&value=v", 200, "ok\n")
+	servers := func() string {
+		t.Helper()
+		s, err := l.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(s.Servers)
+	}
+	before := servers()
+	// Every node still sends its clients to the leader's own address.
+	leaderHTTPEverywhere := func() {
+		t.Helper()
+		for _, p := range c.nodes {
+			waitFor(t, 10*time.Second, p.name+" to know the leader's http address", func() error {
+				s, err := p.status()
+				if err == nil && s.LeaderHTTP != l.http {
+					err = fmt.Errorf("leader_http %q", s.LeaderHTTP)
+				}
+				return err
+			})
+		}
+	}
+
+	t.Run("httpAddress", func(t *testing.T) {
+		// A raft port that accepts connections but is no stcached.
+		fake, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fake.Close()
+		go func() {
+			for {
+				c, err := fake.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		for _, q := range []string{
+			// The issue's reproduction: the leader's own entry.
+			"peerAddress=" + l.raftAdv + "&httpAddress=evil.example:80",
+			// An address that answers, as another server.
+			"peerAddress=" + l.raftAdv + "&httpAddress=" + f[0].http,
+			"peerAddress=" + f[0].raftAdv + "&httpAddress=" + f[1].http,
+			// Nothing answers there.
+			"peerAddress=" + f[0].raftAdv + "&httpAddress=" + freeAddr(t),
+			// A new server whose HTTP address is another's.
+			"peerAddress=" + fake.Addr().String() + "&httpAddress=" + f[1].http,
+		} {
+			for _, p := range []*proc{l, f[0]} { // a follower redirects; follow it as -join does
+				r := getFollowing(t, p.http, "/join?"+q)
+				if r.code != 409 || r.body != "conflict\n" || r.header.Get("X-Raft-Index") != "" {
+					t.Fatalf("join %s via %s: %d %q %v, want 409 conflict", q, p.name, r.code, r.body, r.header)
+				}
+			}
+		}
+		if after := servers(); after != before {
+			t.Fatalf("configuration changed by refused joins:\nbefore %s\nafter  %s", before, after)
+		}
+		leaderHTTPEverywhere()
+		r := f[0].expect("/set?key=secret&value=v", 307, "write method not allowed\n")
+		if loc := r.header.Get("Location"); loc != "http://"+l.http+"/set?key=secret&value=v" {
+			t.Fatalf("follower redirects writes to %q", loc)
+		}
+		// A member re-joining with the address it has is a no-op.
+		r = l.expect("/join?peerAddress="+f[0].raftAdv+"&httpAddress="+f[0].http, 200, "ok")
+		if r.header.Get("X-Raft-Index") != "" {
+			t.Fatalf("re-join with the same address wrote entry %s", r.header.Get("X-Raft-Index"))
+		}
+	})
+
+	t.Run("moved", func(t *testing.T) {
+		// f[0] restarts at a new HTTP address: its join says so, and is
+		// believed, because the new address answers as f[0].
+		p := f[0]
+		p.stop()
+		p.http = freeAddr(t)
+		p.start()
+		waitFor(t, 10*time.Second, p.name+" to serve at its new address", func() error {
+			_, err := p.status()
+			return err
+		})
+		r := l.expect("/join?peerAddress="+p.raftAdv+"&httpAddress="+p.http, 200, "ok")
+		if r.header.Get("X-Raft-Index") == "" {
+			t.Fatalf("moved member's join wrote nothing: %v", r.header)
+		}
+		for _, q := range c.nodes {
+			waitFor(t, 10*time.Second, q.name+" to know "+p.name+"'s new address", func() error {
+				s, err := q.status()
+				if err != nil {
+					return err
+				}
+				for _, sv := range s.Servers {
+					if sv.ID == p.raftAdv && sv.HTTP != p.http {
+						return fmt.Errorf("%s at %q", sv.ID, sv.HTTP)
+					}
+				}
+				return nil
+			})
+		}
+		p.expect("/get?key=k", 200, "v\n")
+	})
+
+	t.Run("fresh", func(t *testing.T) {
+		before := servers()
+		// A live follower, under its own spelling and another.
+		for _, addr := range []string{f[1].raftAdv, asLocalhost(f[1].raftAdv)} {
+			for _, p := range []*proc{l, f[0]} {
+				r := getFollowing(t, p.http, "/join?peerAddress="+addr+"&fresh=true")
+				if want := "conflict: " + f[1].raftAdv + " is alive\n"; r.code != 409 || r.body != want {
+					t.Fatalf("fresh join of live %s via %s: %d %q, want 409 %q", addr, p.name, r.code, r.body, want)
+				}
+			}
+		}
+		if after := servers(); after != before {
+			t.Fatalf("configuration changed by a refused fresh join:\nbefore %s\nafter  %s", before, after)
+		}
+		f[1].expect("/get?key=k", 200, "v\n")
+		l.expect("/set?key=k&value=v2", 200, "ok\n")
+		waitValue(t, f[1], "k", "v2")
+
+		// The node really lost its disk: its -join is refused while the
+		// leader still counts its old incarnation alive, and retried.
+		f[1].kill()
+		if err := os.RemoveAll(f[1].dir); err != nil {
+			t.Fatal(err)
+		}
+		f[1].start("-join", f[0].http, "-join-timeout", "30s")
+		c.waitConverged(60 * time.Second)
+		waitValue(t, f[1], "k", "v2")
+		if strings.Contains(f[1].readLog(), "join refused for now; retrying") {
+			t.Logf("%s's first fresh join was refused (its old incarnation had just died) and retried", f[1].name)
+		}
+		leaderHTTPEverywhere()
+	})
+}
+
+// Only a committed configuration says a node is out (issue 18). A follower
+// that holds the entry removing it, uncommitted (the leader lost its quorum
+// for the new configuration and stepped down), is still a member: before
+// the fix it answered 503 "not a member" at once. Once a leader commits the
+// removal, it learns so from that leader; restarted, it refuses from its
+// first answer.
+func TestUncommittedRemoval(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	l := c.leader()
+	f := c.followers()
+	removed, other := f[0], f[1]
+	l.expect("/set?key=k&value=v1", 200, "ok\n")
+	waitValue(t, removed, "k", "v1")
+
+	// The new configuration {l, other} cannot commit while other is
+	// paused: the leader sends the entry to removed (its last message to
+	// it), then steps down.
+	other.signal(syscall.SIGSTOP)
+	if r := l.get("/leave?peerAddress=" + removed.raftAdv); r.code < 500 {
+		t.Fatalf("leave with its new quorum paused: %d %q, want 5xx (outcome unknown)", r.code, r.body)
+	}
+	lacksSelf := func(p *proc) error {
+		s, err := p.status()
+		if err != nil {
+			return err
+		}
+		for _, sv := range s.Servers {
+			if sv.ID == p.raftAdv {
+				return fmt.Errorf("%s's configuration still lists it: %+v", p.name, s.Servers)
+			}
+		}
+		return nil
+	}
+	waitFor(t, 10*time.Second, removed.name+" to hold its uncommitted removal", func() error { return lacksSelf(removed) })
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		r := removed.get("/get?key=k")
+		if r.code != 200 || r.body != "v1\n" {
+			t.Fatalf("%s with its removal uncommitted: get = %d %q, want 200 v1", removed.name, r.code, r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s, err := removed.status(); err != nil || !s.Member {
+		t.Fatalf("%s status: member=%v, %v", removed.name, s.Member, err)
+	}
+
+	// other wakes up and votes for l, whose log has the entry: l commits it.
+	other.signal(syscall.SIGCONT)
+	notMember := func(what string) {
+		t.Helper()
+		waitFor(t, 20*time.Second, removed.name+" to refuse as a non-member "+what, func() error {
+			r, err := removed.call("/get?key=k")
+			if err != nil {
+				return err
+			}
+			if r.code != 503 || r.body != "not a member\n" {
+				return fmt.Errorf("get: %d %q", r.code, r.body)
+			}
+			return nil
+		})
+	}
+	notMember("once its removal is committed")
+	nl := waitLeader(t, 20*time.Second, []*proc{l, other}, nil)
+	nl.expect("/set?key=k&value=v2", 200, "ok\n")
+
+	// Restarted, its first answer is already a refusal.
+	restartRemoved(t, removed)
+	notMember("after its restart")
+}
+
+// restartRemoved restarts a removed node from its data dir (without -join,
+// which would ask to add it again) and checks that its first answer to a
+// read, as soon as it serves, is a non-member's refusal: it decides before
+// it serves.
+func restartRemoved(t *testing.T, p *proc) {
+	t.Helper()
+	p.stop()
+	p.start()
+	var first reply
+	waitFor(t, 20*time.Second, p.name+" to answer after its restart", func() error {
+		r, err := p.call("/get?key=k")
+		first = r
+		return err
+	})
+	if first.code != 503 || first.body != "not a member\n" {
+		t.Fatalf("%s's first answer after its restart: %d %q, want 503 not a member", p.name, first.code, first.body)
+	}
+}
+
+// The membership decisions, step by step, for the cases a cluster cannot be
+// steered into on cue: a leader's uncommitted configuration is no word, and
+// winning an election clears a removal that a leader once reported.
+func TestMembershipDecisions(t *testing.T) {
+	sv := func(ids ...string) []raft.Server {
+		var s []raft.Server
+		for _, id := range ids {
+			s = append(s, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(id), Suffrage: raft.Voter})
+		}
+		return s
+	}
+	all, others := sv("a", "me", "c"), sv("a", "c")
+	type step struct {
+		what    string
+		view    memberView
+		word    *leaderWord // the leader's answer, if asked
+		removed bool
+		doubt   bool
+	}
+	word := func(w leaderWord) *leaderWord { return &w }
+	for _, tc := range []struct {
+		name     string
+		hadState bool
+		steps    []step
+	}{
+		{"live follower", false, []step{
+			{what: "a member", view: memberView{latest: all, committed: all}},
+			{what: "its removal uncommitted", view: memberView{latest: others, committed: all}, doubt: true},
+			{what: "the leader's removal is uncommitted too", view: memberView{latest: others, committed: all}, word: word(noWord), doubt: true},
+			{what: "the leader committed it", view: memberView{latest: others, committed: all}, word: word(wordGone), removed: true, doubt: true},
+			{what: "and it is applied here", view: memberView{latest: others, committed: others}, removed: true},
+		}},
+		{"removal dropped", false, []step{
+			{what: "a member", view: memberView{latest: all, committed: all}},
+			{what: "its removal uncommitted", view: memberView{latest: others, committed: all}, doubt: true},
+			{what: "the leader lists it", view: memberView{latest: others, committed: all}, word: word(wordListed), doubt: true},
+			{what: "the entry is dropped", view: memberView{latest: all, committed: all}},
+		}},
+		{"cut off, then elected", false, []step{
+			{what: "a member", view: memberView{latest: all, committed: all}},
+			{what: "a leader's committed configuration lacks it", view: memberView{latest: all, committed: all}, word: word(wordGone), removed: true},
+			{what: "still so", view: memberView{latest: all, committed: all}, removed: true},
+			{what: "it wins an election", view: memberView{latest: all, committed: all, leading: true}},
+			{what: "and leads on", view: memberView{latest: all, committed: all, leading: true}},
+		}},
+		{"gone until its configuration changes", false, []step{
+			{what: "a member", view: memberView{latest: all, committed: all}},
+			{what: "gone", view: memberView{latest: all, committed: all}, word: word(wordGone), removed: true},
+			{what: "added again", view: memberView{latest: sv("a", "me", "c", "d"), committed: all}},
+		}},
+		{"restarted after removal", true, []step{
+			{what: "first round: its log's latest lacks it", view: memberView{latest: others, committed: all}, removed: true, doubt: true},
+			{what: "no leader answers", view: memberView{latest: others, committed: all}, word: word(noWord), removed: true, doubt: true},
+			{what: "the leader confirms", view: memberView{latest: others, committed: all}, word: word(wordGone), removed: true, doubt: true},
+		}},
+		{"restarted with its removal dropped", true, []step{
+			{what: "first round", view: memberView{latest: others}, removed: true, doubt: true},
+			{what: "the leader lists it", view: memberView{latest: others}, word: word(wordListed), doubt: true},
+		}},
+		{"joining", false, []step{
+			{what: "an older snapshot's configuration", view: memberView{latest: others, committed: others}},
+			{what: "added", view: memberView{latest: all, committed: all}},
+		}},
+		{"leader removed itself", false, []step{
+			{what: "leading", view: memberView{latest: all, committed: all, leading: true}},
+			{what: "raft stopped after the commit", view: memberView{latest: others, committed: all, shutDown: true}, removed: true},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &membership{self: "me", hadState: tc.hadState}
+			for _, s := range tc.steps {
+				removed, doubt := m.decide(s.view)
+				if s.word != nil {
+					removed = m.heard(*s.word, s.view.latest)
+				}
+				if removed != s.removed || doubt != s.doubt {
+					t.Fatalf("%s: removed %v doubt %v, want %v %v", s.what, removed, doubt, s.removed, s.doubt)
+				}
+			}
+		})
 	}
 }

@@ -81,9 +81,12 @@ type node struct {
 		addrs []string
 	}
 
-	// removed is set while this node is not in the configuration it knows
-	// (after a /leave of it): it then refuses every request but /status.
-	removed atomic.Bool
+	// removed is set while this node is not a member (after a /leave of
+	// it; see membership.go): it then refuses every request but /status.
+	removed      atomic.Bool
+	members      *membership     // decides removed
+	committedCfg committedConfig // the last configuration known committed
+	contacts     contacts        // on a leader: which followers it hears from
 
 	hadState bool
 	// stopping is closed when shutdown begins: every wait on Raft selects
@@ -228,7 +231,10 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		Stream: n.lab.stream(n.stream), MaxPool: 3, Timeout: 10 * time.Second, Logger: log.Named("transport"),
 	})
 	closers = append(closers, n.transport)
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.raftLog, n.stable, snaps, n.transport)
+	// Wrapped so that the node knows which configuration is committed
+	// (membership.go); the FSM itself is unchanged.
+	n.raft, err = raft.NewRaft(rc, configFSM{n.fsm, &n.committedCfg}, n.raftLog, n.stable,
+		configSnapshots{snaps, &n.committedCfg}, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("start raft (data dir %s): %w", cfg.Dir, err)
 	}
@@ -250,6 +256,11 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		}
 	}
 	n.log.Info("node started", "id", rc.LocalID, "dir", cfg.Dir, "existing_state", hasState)
+
+	// Before anything is served: a removed node restarted must not serve
+	// stale reads as a member.
+	n.members = &membership{self: cfg.RaftAdvertise, hadState: hasState}
+	n.firstMembership()
 
 	n.commits = newCommitter(n.applyEntry)
 	n.commits.onBatch = cfg.OnBatch
@@ -653,6 +664,10 @@ type status struct {
 	Keys              int      `json:"keys"`
 	Bytes             int64    `json:"bytes"`  // keys plus values held now
 	Member            bool     `json:"member"` // false once this node was removed
+	// ConfigurationCommitted: servers is the last configuration known
+	// committed here (not a change in flight), so a node it lacks is out
+	// (membership.go).
+	ConfigurationCommitted bool `json:"configuration_committed"`
 
 	// Lab is only there with -lab: this node's link faults.
 	Lab *labStatus `json:"lab,omitempty"`
@@ -680,7 +695,7 @@ func (n *node) Status() status {
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.raft.AppliedIndex(),
 		Servers:      []server{},
-		Writable:     n.writable.Load(),
+		Writable:     n.writable.Load() && !n.removed.Load(),
 		Keys:         n.cache.Len(),
 		Bytes:        n.cache.Bytes(),
 		Member:       !n.removed.Load(),
@@ -690,6 +705,7 @@ func (n *node) Status() status {
 		st.LastSnapshotIndex = snapIdx
 	}
 	st.Servers = n.Members()
+	st.ConfigurationCommitted = n.configurationCommitted(st.Servers)
 	if n.lab != nil {
 		st.Lab = n.lab.status()
 	}
