@@ -349,6 +349,9 @@ func TestLabInBrowser(t *testing.T) {
 		}
 		menu(t, ctx, l)
 		clickWhere(t, ctx, "#node-menu .menu-row", "to node2:", "hand over")
+		if open := evalString(ctx, `getComputedStyle(document.getElementById('node-menu')).display + " " + document.getElementById('node-menu').innerText.slice(0, 30)`); !strings.HasPrefix(open, "none") {
+			t.Errorf("the menu stays open after an action: %q", open)
+		}
 		waitFor(t, 10*time.Second, "node2 leading, drawn so", func() error {
 			s, err := n2.status()
 			if err != nil || s.State != "Leader" {
@@ -400,9 +403,12 @@ func TestLabInBrowser(t *testing.T) {
 				clickIn(t, ctx, "#lesson-body", "Next")
 			}
 		}
+		if open := evalString(ctx, `getComputedStyle(document.getElementById('node-menu')).display`); open != "none" {
+			t.Errorf("a node's menu is open at the end of the lesson: %q", evalString(ctx, `document.getElementById('node-menu').innerText`))
+		}
 		screenshot(t, ctx, "lab-lesson4-after-heal.png")
 		text := evalString(ctx, `document.querySelector('#lesson-body').innerText`)
-		if !strings.Contains(text, "never got ok") || !strings.Contains(text, "dropped entries") {
+		if !strings.Contains(text, "never got ok") || !strings.Contains(text, "dropped entr") {
 			t.Fatalf("lesson 4's end: %q", text)
 		}
 		// On the real node: the truncate event reached the page, and the old

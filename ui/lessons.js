@@ -170,7 +170,7 @@ const LESSONS = [
           if (t && t.at >= c.healAt) c.truncated = t;
           return !!(c.lost && c.old.open && c.old.role === "Follower" && c.truncated);
         },
-        outcome: (c) => html`${b(c.old.id)} dropped entries ${c.truncated.from}–${c.truncated.to} from term ${c.truncated.terms.join(", ")} and replaced them with the leader's: they were never committed, so Raft may throw them away. The client of those writes never got ok: ${joinMarkup(c.lost.map(answer), "; ")}. This is why only an <b>ok</b> means a write happened, and why a write that fails may or may not have happened: a client must read to find out.`,
+        outcome: (c) => html`${b(c.old.id)} dropped ${c.truncated.from === c.truncated.to ? `entry ${c.truncated.from}` : `entries ${c.truncated.from}–${c.truncated.to}`} from term ${c.truncated.terms.join(", ")} and replaced ${c.truncated.from === c.truncated.to ? "it" : "them"} with the leader's: they were never committed, so Raft may throw them away. The client of those writes never got ok: ${joinMarkup(c.lost.map(answer), "; ")}. This is why only an <b>ok</b> means a write happened, and why a write that fails may or may not have happened: a client must read to find out.`,
       },
     ],
   },
