@@ -264,8 +264,10 @@ func TestFrozenFollower(t *testing.T) {
 	}
 
 	const timeout = time.Second
-	frozen.signal(syscall.SIGSTOP)
 	defer frozen.signal(syscall.SIGCONT)
+	if err := frozen.freeze(); err != nil {
+		t.Fatal(err)
+	}
 	// The frozen one first: the order New was given is the order of reads.
 	r := newClient(t, append([]string{frozen.http}, shared.others(frozen)[0].http, shared.others(frozen)[1].http),
 		client.WithReadTimeout(timeout))
@@ -285,14 +287,17 @@ func TestFrozenFollower(t *testing.T) {
 	if second := time.Since(t0); second >= timeout {
 		t.Fatalf("the second get took %v: it went back to the frozen member", second)
 	}
-	// Writes and strong reads through the same client, whose first member
-	// is frozen: its /status does not answer, so the client asks the next
-	// member for the leader instead of sending the write to the frozen one.
-	if _, err := r.Set(ctx, "frozen/k", "w"); err != nil {
-		t.Fatalf("set with a frozen follower: %v", err)
+	// Writes and strong reads through a new client whose first member is
+	// frozen: its /status does not answer, so the client asks the next
+	// member for the leader instead of sending the write to the frozen one
+	// (where it would hang, and end in doubt).
+	w := newClient(t, append([]string{frozen.http}, shared.others(frozen)[0].http, shared.others(frozen)[1].http),
+		client.WithReadTimeout(timeout), client.WithWriteTimeout(3*time.Second))
+	if _, err := w.Set(ctx, "frozen/k", "w"); err != nil {
+		t.Fatalf("set with a frozen follower first: %v", err)
 	}
-	if v, err := r.GetStrong(ctx, "frozen/k"); err != nil || v != "w" {
-		t.Fatalf("strong get with a frozen follower: %q, %v", v, err)
+	if v, err := w.GetStrong(ctx, "frozen/k"); err != nil || v != "w" {
+		t.Fatalf("strong get with a frozen follower first: %q, %v", v, err)
 	}
 	frozen.signal(syscall.SIGCONT)
 	if err := shared.waitConverged(30 * time.Second); err != nil {

@@ -143,6 +143,15 @@ func (n *node) signal(sig syscall.Signal) {
 	}
 }
 
+// freeze stops the process (SIGSTOP) and waits until it is stopped.
+func (n *node) freeze() error {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	n.signal(syscall.SIGSTOP)
+	return waitStopped(cmd.Process.Pid)
+}
+
 // kill ends the process (SIGKILL) and waits for it.
 func (n *node) kill() {
 	n.mu.Lock()
