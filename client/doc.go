@@ -14,8 +14,12 @@
 //
 // Writes (Set, SetTTL, Delete), strong reads (GetStrong) and membership
 // changes (Join, Leave) go to the leader. The client remembers the member
-// that last served one; a follower's refusal (307) names the leader and the
-// client follows it, but only to an address it knows as a member: one given
+// that last served one; when it knows none, it first asks the members'
+// /status which one leads (a member whose /status does not answer within
+// the read timeout is left out, so a write is not handed to a frozen node,
+// where its outcome would be in doubt). A follower's refusal (307) names
+// the leader and the client follows it, but only to an address it knows as
+// a member: one given
 // to New, or listed in a member's /status (servers[].http). The token is
 // sent to those addresses only, and a redirect anywhere else ends the call
 // with ErrUntrustedRedirect. While the cluster has no leader (503 "write
@@ -35,7 +39,8 @@
 // (net/http resends a GET whose keep-alive connection broke, even after
 // sending it; see the project's README), and once a write may have reached
 // a member — its answer was a 5xx "internal error", or the connection broke
-// or timed out after the request was handed to it — the call ends with an
+// or timed out after the request was handed to it, or the call's context
+// ended while it was in flight — the call ends with an
 // error for which errors.Is(err, ErrUnknownOutcome) holds: the write may or
 // may not have been applied, and only the caller knows whether to check or
 // retry. Every other error of a write means nothing was executed: a refusal

@@ -13,9 +13,10 @@ import (
 // Set, SetTTL, Delete, Join or Leave means the cluster executed nothing:
 // the request was refused, or never reached a member.
 var (
-	// ErrUnknownOutcome: the write reached a member, but its answer did not
-	// come back (a 5xx "internal error", a lost connection, a timeout after
-	// the request was sent). It may or may not have been applied, now or
+	// ErrUnknownOutcome: the write may have reached a member, but its answer
+	// did not come back (a 5xx "internal error", a lost connection, a
+	// timeout or the call's context ending after the request was handed to
+	// the connection). It may or may not have been applied, now or
 	// later. The client never resends it: read the key back, or write again
 	// if a second application is harmless.
 	ErrUnknownOutcome = errors.New("outcome unknown: the write may or may not have been applied")
@@ -23,8 +24,9 @@ var (
 	// ErrNotFound: a get of a key that is absent (or expired).
 	ErrNotFound = errors.New("key not found")
 
-	// ErrNoLeader: the context ended while the cluster had no leader (every
-	// attempt was refused with 503 "write method not allowed", e.g. no
+	// ErrNoLeader: the context ended while the cluster had no leader (the
+	// last attempts were refused with 503 "write method not allowed", or
+	// redirected to a leader that could not be reached: an election, or no
 	// quorum). Nothing was executed.
 	ErrNoLeader = errors.New("no leader")
 
