@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/stcache/stcache/client"
 )
 
 func main() {
@@ -52,7 +54,11 @@ type demo struct {
 	in        *bufio.Reader
 	out       io.Writer
 	client    *http.Client // no redirects: a refusal is shown as it is
-	follow    *http.Client // curl -L
+	// kv is the project's Go client: writes and status, as a program
+	// would do them (it finds the leader, follows redirects, never sends
+	// a write twice). Reads that must come from one given node, and the
+	// refusal shown as it is, stay plain HTTP.
+	kv *client.Client
 }
 
 func run(ctx context.Context, args []string, in io.Reader, out io.Writer) error {
@@ -81,11 +87,16 @@ func run(ctx context.Context, args []string, in io.Reader, out io.Writer) error 
 		client: &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
-		follow: &http.Client{Timeout: 15 * time.Second},
 	}
 	for i := range 3 {
 		d.nodes = append(d.nodes, &node{name: fmt.Sprintf("node%d", i+1), http: hs[i], raft: rs[i]})
 	}
+	kv, err := client.New(hs)
+	if err != nil {
+		return err
+	}
+	defer kv.Close()
+	d.kv = kv
 	return d.walk(ctx)
 }
 
@@ -117,7 +128,7 @@ and once a majority (2 of 3) has it on disk it is committed (C moves): then the
 leader applies it to its map (A moves) and answers ok. Followers learn of the
 commit with the next message and apply a few milliseconds later.
 In /ui: watch the three markers move on each log strip, leader first.`, leader.http)
-	idx, err := d.set(leader, "hello", "world")
+	idx, err := d.set(ctx, "hello", "world")
 	if err != nil {
 		return err
 	}
@@ -158,11 +169,18 @@ In /ui: %s's strip stops while it is frozen; the leader's link to it turns red.`
 	if err := d.waitValue(ctx, followers[1], "hello", "raft"); err != nil {
 		return err
 	}
-	code, body, _, err = d.get(d.follow, followers[1], "/get?key=hello&consistency=strong")
-	if err != nil || code != 200 || body != "raft\n" {
-		return fmt.Errorf("strong read via %s: %d %q %v", followers[1].name, code, body, err)
+	via, err := client.New([]string{followers[1].http})
+	if err != nil {
+		return err
 	}
-	d.ok("a strong read through %s (redirected to the leader) answers raft", followers[1].name)
+	defer via.Close()
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	v, err := via.GetStrong(sctx, "hello")
+	cancel()
+	if err != nil || v != "raft" {
+		return fmt.Errorf("strong read via %s: %q %v", followers[1].name, v, err)
+	}
+	d.ok("a strong read by a client given only %s's address (it finds the leader) answers raft", followers[1].name)
 
 	d.step("Snapshots (4.2)", `Every node saves its map to disk on its own once enough entries piled up
 (-snapshot-threshold 2) and Raft checks (every -snapshot-interval: 20 s to
@@ -170,7 +188,7 @@ In /ui: %s's strip stops while it is frozen; the leader's link to it turns red.`
 (the map as JSON) plus meta.json; the log before it can then be dropped.
 In /ui: the S marker jumps to the A marker, and the timeline says "saved a snapshot".`)
 	for i := range 3 {
-		if _, err := d.set(leader, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)); err != nil {
+		if _, err := d.set(ctx, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)); err != nil {
 			return err
 		}
 	}
@@ -209,7 +227,7 @@ the term goes up, and one node turns gold.`, leader.name, d.pidString(leader), l
 	if err != nil {
 		return err
 	}
-	if _, err := d.set(leader, "after", "failover"); err != nil {
+	if _, err := d.set(ctx, "after", "failover"); err != nil {
 		return err
 	}
 	d.ok("%s leads now and takes writes", leader.name)
@@ -223,7 +241,7 @@ In /ui: %s turns blue (follower), and its strip fills up to the others'.`, old.n
 	if err := d.waitValue(ctx, old, "after", "failover"); err != nil {
 		return err
 	}
-	st, err := d.status(old)
+	st, err := d.status(ctx, old)
 	if err != nil {
 		return err
 	}
@@ -307,7 +325,7 @@ func (d *demo) ensureRunning(n *node) error {
 	}
 	go func() { _ = cmd.Wait() }() // reaps it if it exits while the demo runs
 	return d.poll(context.Background(), 30*time.Second, n.name+" to answer", func() error {
-		_, err := d.status(n)
+		_, err := d.status(context.Background(), n)
 		return err
 	})
 }
@@ -341,25 +359,11 @@ func (d *demo) others(n *node) []*node {
 
 // ---- HTTP ----
 
-type status struct {
-	State             string `json:"state"`
-	Writable          bool   `json:"writable"`
-	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
-	Servers           []struct {
-		Suffrage string `json:"suffrage"`
-	} `json:"servers"`
-}
-
-func (d *demo) status(n *node) (status, error) {
-	var s status
-	code, body, _, err := d.get(d.client, n, "/status")
-	if err != nil {
-		return s, err
-	}
-	if code != 200 {
-		return s, fmt.Errorf("%s /status: %d", n.name, code)
-	}
-	return s, json.Unmarshal([]byte(body), &s)
+// status is one node's own /status (no redirects, no other member).
+func (d *demo) status(ctx context.Context, n *node) (*client.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return d.kv.StatusOf(ctx, n.http)
 }
 
 func (d *demo) get(c *http.Client, n *node, path string) (int, string, http.Header, error) {
@@ -372,16 +376,16 @@ func (d *demo) get(c *http.Client, n *node, path string) (int, string, http.Head
 	return resp.StatusCode, string(b), resp.Header, err
 }
 
-// set writes through the leader and returns the write's log index.
-func (d *demo) set(leader *node, k, v string) (uint64, error) {
-	code, body, hdr, err := d.get(d.follow, leader, "/set?"+url.Values{"key": {k}, "value": {v}}.Encode())
+// set writes through the leader, as a program would, and returns the
+// write's log index.
+func (d *demo) set(ctx context.Context, k, v string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	idx, err := d.kv.Set(ctx, k, v)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("set %s=%s: %w", k, v, err)
 	}
-	if code != 200 || body != "ok\n" {
-		return 0, fmt.Errorf("set %s=%s: %d %q", k, v, code, body)
-	}
-	return strconv.ParseUint(hdr.Get("X-Raft-Index"), 10, 64)
+	return idx, nil
 }
 
 // waitLeader waits for a writable leader among the running nodes, other
@@ -393,7 +397,7 @@ func (d *demo) waitLeader(ctx context.Context, not *node, timeout time.Duration)
 			if n == not {
 				continue
 			}
-			if s, err := d.status(n); err == nil && s.State == "Leader" && s.Writable && len(s.Servers) == 3 {
+			if s, err := d.status(ctx, n); err == nil && s.State == "Leader" && s.Writable && len(s.Servers) == 3 {
 				l = n
 				return nil
 			}
@@ -428,7 +432,7 @@ func (d *demo) staleRead(ctx context.Context, leader, f *node) (string, error) {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 		}
 	}()
-	if _, err := d.set(leader, "hello", "raft"); err != nil {
+	if _, err := d.set(ctx, "hello", "raft"); err != nil {
 		return "", err
 	}
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
@@ -451,9 +455,7 @@ func (d *demo) waitSnapshots(ctx context.Context, timeout time.Duration) error {
 				return err
 			}
 			if m["k2"] != "v2" {
-				if l, err := d.waitLeader(ctx, nil, 10*time.Second); err == nil {
-					_, _ = d.set(l, "nudge", time.Now().Format(time.RFC3339Nano)) // best effort
-				}
+				_, _ = d.set(ctx, "nudge", time.Now().Format(time.RFC3339Nano)) // best effort
 				return fmt.Errorf("%s's snapshot has no k2 yet", n.name)
 			}
 		}

@@ -63,6 +63,9 @@
 // machine it costs about as much CPU per request as the server does, which
 // caps read throughput; -client raw (one connection per client goroutine,
 // requests written and responses parsed in place) costs a third of that.
+// -client pkg goes through the project's Go client package
+// (github.com/stcache/stcache/client: writes as POST bodies, its own
+// redirect following), to measure what the package costs against raw.
 // Compare numbers only between runs with the same client.
 package main
 
@@ -92,6 +95,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	stclient "github.com/stcache/stcache/client"
 )
 
 type config struct {
@@ -105,6 +110,7 @@ type config struct {
 	keep       bool
 	tmp        string
 	raw        bool
+	pkg        bool   // -client pkg: through the client package
 	wrk        bool   // -client wrk: stale gets by wrk, plus the bare reference
 	serveBare  string // hidden: be the bare reference server on this address
 	bareLike   bool   // hidden: ... with stcached's server timeouts and Content-Type
@@ -182,7 +188,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.valueSize, "value-size", 100, "value size in bytes")
 	wl := fs.String("workloads", defaultWorkloads, "comma-separated workloads to run, in order: <set|get|strong|mix><clients>")
 	fs.IntVar(&cfg.preloadCon, "preload-clients", 64, "concurrent clients for the preload")
-	clientKind := fs.String("client", "nethttp", "HTTP client: nethttp (net/http, a shared Transport), raw (one connection per client, written and read by its own goroutine: far less load-generator CPU), or wrk (stale gets only, by the C load generator wrk, followed by the same load on a bare net/http handler, and on one with stcached's timeouts and Content-Type, for reference)")
+	clientKind := fs.String("client", "nethttp", "HTTP client: nethttp (net/http, a shared Transport), pkg (the project's Go client package, github.com/stcache/stcache/client: Set, Get, GetStrong), raw (one connection per client, written and read by its own goroutine: far less load-generator CPU), or wrk (stale gets only, by the C load generator wrk, followed by the same load on a bare net/http handler, and on one with stcached's timeouts and Content-Type, for reference)")
 	fs.StringVar(&cfg.tmp, "tmp", "", "directory for the nodes' temporary data dirs (default: the system's temp dir); it decides which disk fsyncs")
 	fs.BoolVar(&cfg.scale, "scale", false, "after the workloads, report the leader's last snapshot (time, state.bin size) and restart a follower, timing until it serves again (stcache only; use with a large -keys)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (node data and logs) and print its path")
@@ -244,6 +250,11 @@ Flags:
 	}
 	switch *clientKind {
 	case "nethttp":
+	case "pkg":
+		if cfg.target != targetStcache {
+			return nil, errors.New("-client pkg speaks stcache's API only: drop -target")
+		}
+		cfg.pkg = true
 	case "raw":
 		if cfg.certs != "" {
 			return nil, errors.New("-client raw does not speak TLS: use -client nethttp with -certs")
@@ -258,7 +269,7 @@ Flags:
 		}
 		cfg.wrk = true
 	default:
-		return nil, fmt.Errorf("-client %q: want nethttp or raw", *clientKind)
+		return nil, fmt.Errorf("-client %q: want nethttp, pkg, raw or wrk", *clientKind)
 	}
 	for _, name := range strings.Split(*wl, ",") {
 		w, err := parseWorkload(strings.TrimSpace(name))
@@ -415,14 +426,19 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		return err
 	}
 
-	b := newBencher(cfg, leader.http)
-	defer b.tr.CloseIdleConnections()
+	b, err := newBencher(cfg, leader.http, c.httpAddrs()...)
+	if err != nil {
+		return err
+	}
+	defer b.close()
 	fmt.Fprintf(out, "stbench: 3 %s nodes from %s, leader %s (http %s); %d CPUs, GOMAXPROCS %d\n",
 		cfg.target, cfg.stcached, leader.name, leader.http, runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	clientKind := "net/http"
 	switch {
 	case cfg.raw:
 		clientKind = "raw"
+	case cfg.pkg:
+		clientKind = "client package (net/http underneath)"
 	case cfg.wrk:
 		clientKind = "wrk (preload by net/http)"
 	}
@@ -559,6 +575,14 @@ func (a cpuSample) sub(b cpuSample) cpuSample {
 
 // cpuTimes reads CPU times from /proc; on other systems they stay 0 and
 // the columns show "-".
+func (c *cluster) httpAddrs() []string {
+	var a []string
+	for _, n := range c.nodes {
+		a = append(a, n.http)
+	}
+	return a
+}
+
 func (c *cluster) cpuTimes(leader *node) cpuSample {
 	var s cpuSample
 	for _, n := range c.nodes {
@@ -1039,6 +1063,7 @@ type bencher struct {
 	cfg    *config
 	tr     *http.Transport
 	client *http.Client
+	pkg    *stclient.Client // -client pkg
 	dialer *net.Dialer
 	base   url.URL
 	value  string
@@ -1046,7 +1071,9 @@ type bencher struct {
 	noHeader, jsonHeader http.Header // for requests without and with a JSON body
 }
 
-func newBencher(cfg *config, leaderHTTP string) *bencher {
+// newBencher makes the load's clients, aimed at the leader (the client
+// package also gets the others, as members it may fall over to).
+func newBencher(cfg *config, leaderHTTP string, others ...string) (*bencher, error) {
 	maxClients := cfg.preloadCon
 	for _, w := range cfg.workloads {
 		maxClients = max(maxClients, w.clients)
@@ -1080,7 +1107,36 @@ func newBencher(cfg *config, leaderHTTP string) *bencher {
 		b.noHeader.Set("Authorization", api.auth)
 		b.jsonHeader.Set("Authorization", api.auth)
 	}
-	return b
+	if cfg.pkg {
+		// The leader first: stale gets go to the first member, as every
+		// other client's do here.
+		members := []string{leaderHTTP}
+		for _, o := range others {
+			if o != leaderHTTP {
+				members = append(members, o)
+			}
+		}
+		opts := []stclient.Option{stclient.WithMaxIdleConnsPerHost(maxClients * 2)}
+		if api.tls != nil {
+			opts = append(opts, stclient.WithTLSConfig(api.tls))
+		}
+		if tok, ok := strings.CutPrefix(api.auth, "Bearer "); ok {
+			opts = append(opts, stclient.WithToken(tok))
+		}
+		pc, err := stclient.New(members, opts...)
+		if err != nil {
+			return nil, err
+		}
+		b.pkg = pc
+	}
+	return b, nil
+}
+
+func (b *bencher) close() {
+	b.tr.CloseIdleConnections()
+	if b.pkg != nil {
+		b.pkg.Close()
+	}
 }
 
 // result is one workload's outcome, merged over its clients.
@@ -1197,13 +1253,17 @@ const tutorialOK = "ok\n"
 
 // do sends one request for key and records its outcome.
 func (c *client) do(kind string, key int) {
-	c.build(kind, key)
 	t0 := time.Now()
 	var code int
 	var err error
-	if c.b.cfg.raw {
+	switch {
+	case c.b.pkg != nil:
+		code, err = c.sendPkg(kind, key)
+	case c.b.cfg.raw:
+		c.build(kind, key)
 		code, err = c.sendRaw()
-	} else {
+	default:
+		c.build(kind, key)
 		code, err = c.send()
 	}
 	if err != nil {
@@ -1228,6 +1288,35 @@ func (c *client) do(kind string, key int) {
 	if kind == "set" {
 		c.res.sets++
 	}
+}
+
+// sendPkg is one operation through the client package. An answer the
+// package turned into an error counts by its status code; a call that got
+// none (unreachable, no leader until Ctrl-C) is a transport error.
+func (c *client) sendPkg(kind string, key int) (int, error) {
+	c.method, c.path = "", append(c.path[:0], kind...)
+	c.q = strconv.AppendInt(append(c.q[:0], "key=k"...), int64(key), 10)
+	k := string(c.q[len("key="):])
+	var err error
+	var v string
+	switch kind {
+	case "set":
+		_, err = c.b.pkg.Set(c.ctx, k, string(c.appendValue(c.body[:0])))
+	case "strong":
+		v, err = c.b.pkg.GetStrong(c.ctx, k)
+	default:
+		v, err = c.b.pkg.Get(c.ctx, k)
+	}
+	c.resp = append(c.resp[:0], v...)
+	var e *stclient.Error
+	switch {
+	case err == nil:
+		return http.StatusOK, nil
+	case errors.As(err, &e) && e.Status != 0:
+		c.resp = append(c.resp[:0], e.Body...)
+		return e.Status, nil
+	}
+	return 0, err
 }
 
 // send is one request through net/http, reusing the client's Request:

@@ -85,11 +85,14 @@ func TestTargetRequests(t *testing.T) {
 				io.WriteString(w, tc.answer)
 			}))
 			cfg := &config{target: tc.target, raw: raw, valueSize: 16, preloadCon: 1}
-			b := newBencher(cfg, strings.TrimPrefix(srv.URL, "http://"))
+			b, err := newBencher(cfg, strings.TrimPrefix(srv.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
 			c := b.newClient(t.Context(), 1)
 			c.do(tc.kind, 7)
 			c.close()
-			b.tr.CloseIdleConnections()
+			b.close()
 			srv.Close()
 			name := fmt.Sprintf("%s %s raw=%v answer %q", tc.target, tc.kind, raw, tc.answer)
 			if got != tc.want {
@@ -99,6 +102,51 @@ func TestTargetRequests(t *testing.T) {
 				t.Errorf("%s: ok %d, http errors %d, transport errors %d (%s); want ok=%v",
 					name, c.res.ok, c.res.httpErrs, c.res.netErrs, c.res.firstErr, tc.ok)
 			}
+		}
+	}
+}
+
+// -client pkg sends through the client package: a set as a POST form, gets
+// as GET; a refusal the package reports counts as an HTTP error.
+func TestPkgRequests(t *testing.T) {
+	type seen struct{ method, path, query, body string }
+	for _, tc := range []struct {
+		kind string
+		want seen
+		code int
+	}{
+		{"set", seen{"POST", "/set", "", "key=k7&value=00000001ijklmnop"}, 200},
+		{"get", seen{"GET", "/get", "key=k7", ""}, 200},
+		{"strong", seen{"GET", "/get", "key=k7&consistency=strong", ""}, 200},
+		{"set", seen{"POST", "/set", "", "key=k7&value=00000001ijklmnop"}, 507},
+	} {
+		var got seen
+		var addr string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/status" {
+				fmt.Fprintf(w, `{"state":"Leader","writable":true,"member":true,"servers":[{"http":%q}]}`, addr)
+				return
+			}
+			b, _ := io.ReadAll(r.Body)
+			got = seen{r.Method, r.URL.Path, r.URL.RawQuery, string(b)}
+			w.WriteHeader(tc.code)
+			io.WriteString(w, "v\n")
+		}))
+		addr = strings.TrimPrefix(srv.URL, "http://")
+		cfg := &config{target: targetStcache, pkg: true, valueSize: 16, preloadCon: 1}
+		b, err := newBencher(cfg, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := b.newClient(t.Context(), 1)
+		c.do(tc.kind, 7)
+		b.close()
+		srv.Close()
+		if got != tc.want {
+			t.Errorf("%s: server saw %+v, want %+v", tc.kind, got, tc.want)
+		}
+		if wantOK := tc.code == 200; (c.res.ok == 1) != wantOK || (c.res.httpErrs == 1) == wantOK || c.res.netErrs != 0 {
+			t.Errorf("%s answered %d: ok %d, http errors %d, transport errors %d (%s)", tc.kind, tc.code, c.res.ok, c.res.httpErrs, c.res.netErrs, c.res.firstErr)
 		}
 	}
 }
