@@ -118,6 +118,7 @@ type config struct {
 	target     string // targetStcache, targetTutorial or targetHraftd
 	certs      string // -certs: run the nodes with TLS from this dir (make certs)
 	tokenFile  string // -token-file: run the nodes with this token, and send it
+	results    string // -results: each row's figures as JSON lines, for cmd/perfcheck
 }
 
 // api is how stbench reaches the nodes' HTTP API: plain HTTP as in the
@@ -196,6 +197,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&cfg.serveBare, "serve-bare", "", "(internal) serve the bare reference handler on this address")
 	fs.BoolVar(&cfg.bareLike, "serve-bare-timeouts", false, "(internal) with -serve-bare: stcached's server timeouts and Content-Type")
 	fs.StringVar(&cfg.tokenFile, "token-file", "", "run the nodes with this -token-file, and send its token; stcache only")
+	fs.StringVar(&cfg.results, "results", "", "also write each workload's figures to this file, one JSON object per line, unrounded (cmd/perfcheck reads them): workload, ops_per_sec, requests, errors, leader_cpu_us, cluster_cpu_us, stbench_cpu_us (per answered request; 0 without /proc), leader_changed")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `stbench: start a fresh local 3-node stcache cluster and measure it.
 
@@ -405,6 +407,19 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		return err
 	}
 	c := &cluster{bin: bin, dir: dir, extra: strings.Fields(cfg.nodeFlags), target: cfg.target}
+	results := io.Discard
+	if cfg.results != "" {
+		f, ferr := os.Create(cfg.results)
+		if ferr != nil {
+			return fmt.Errorf("-results: %w", ferr)
+		}
+		defer func() {
+			if cerr := f.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("-results: %w", cerr)
+			}
+		}()
+		results = f
+	}
 	extra, err := secureAPI(cfg)
 	if err != nil {
 		return err
@@ -489,6 +504,9 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 				ms(wr.p50), ms(wr.p90), ms(wr.p99), "-", strconv.FormatInt(wr.errors, 10), "-",
 				perOp(cpu.leader, done), perOp(cpu.cluster, done), "-")
 			wrkRows = append(wrkRows, wrkRow{w, wr.rps})
+			if err := writeResult(results, w.name, wr.rps, done, wr.errors, cpu, false); err != nil {
+				return err
+			}
 			continue
 		}
 		r, err := b.runWorkload(ctx, w)
@@ -522,11 +540,15 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
-		if now != leader || nowTerm != term {
+		changed := now != leader || nowTerm != term
+		if changed {
 			notes = append(notes, fmt.Sprintf("%s: leader changed during the run: %s in term %d, now %s in term %d",
 				w.name, leader.name, term, now.name, nowTerm))
 			leader, term = now, nowTerm
 			b.base.Host = leader.http
+		}
+		if err := writeResult(results, w.name, float64(r.ok)/r.elapsed.Seconds(), done, r.httpErrs+r.netErrs, cpu, changed); err != nil {
+			return err
 		}
 	}
 	if len(wrkRows) > 0 {
@@ -561,6 +583,38 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 	}
 	if cfg.scale {
 		return reportScale(ctx, c, leader, out)
+	}
+	return nil
+}
+
+// rowResult is one workload's row as -results writes it: one JSON object per
+// line, unrounded, for programs that compare runs (cmd/perfcheck). The CPU
+// figures are microseconds per answered request, 0 where /proc is missing.
+type rowResult struct {
+	Workload      string  `json:"workload"`
+	OpsPerSec     float64 `json:"ops_per_sec"`
+	Requests      int64   `json:"requests"` // answered requests: the CPU figures' divisor
+	Errors        int64   `json:"errors"`
+	LeaderCPU     float64 `json:"leader_cpu_us"`
+	ClusterCPU    float64 `json:"cluster_cpu_us"`
+	StbenchCPU    float64 `json:"stbench_cpu_us"`
+	LeaderChanged bool    `json:"leader_changed"`
+}
+
+func writeResult(w io.Writer, name string, opsPerSec float64, requests, errs int64, cpu cpuSample, leaderChanged bool) error {
+	per := func(d time.Duration) float64 {
+		if d <= 0 || requests <= 0 {
+			return 0
+		}
+		return float64(d.Nanoseconds()) / 1e3 / float64(requests)
+	}
+	b, err := json.Marshal(rowResult{Workload: name, OpsPerSec: opsPerSec, Requests: requests, Errors: errs,
+		LeaderCPU: per(cpu.leader), ClusterCPU: per(cpu.cluster), StbenchCPU: per(cpu.self), LeaderChanged: leaderChanged})
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("-results: %w", err)
 	}
 	return nil
 }

@@ -150,3 +150,22 @@ func TestPkgRequests(t *testing.T) {
 		}
 	}
 }
+
+// -results writes one JSON line per row with unrounded CPU per answered
+// request, in the keys cmd/perfcheck reads (its TestReadResults).
+func TestWriteResult(t *testing.T) {
+	var b strings.Builder
+	cpu := cpuSample{leader: 2 * time.Second, cluster: 3 * time.Second, self: 500 * time.Millisecond}
+	if err := writeResult(&b, "set64", 6512.5, 30000, 2, cpu, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeResult(&b, "get64", 100, 0, 0, cpuSample{}, false); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"workload":"set64","ops_per_sec":6512.5,"requests":30000,"errors":2,"leader_cpu_us":66.66666666666667,"cluster_cpu_us":100,"stbench_cpu_us":16.666666666666668,"leader_changed":true}
+{"workload":"get64","ops_per_sec":100,"requests":0,"errors":0,"leader_cpu_us":0,"cluster_cpu_us":0,"stbench_cpu_us":0,"leader_changed":false}
+`
+	if b.String() != want {
+		t.Errorf("got\n%swant\n%s", b.String(), want)
+	}
+}
