@@ -150,7 +150,9 @@ func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 // BenchmarkHTTPHandler runs the handler alone (no sockets, no net/http
 // server): what our own code allocates per request.
 // The "+metrics" cases add what /metrics costs each request (counting
-// and timing).
+// and timing); the "+full" ones are the handler as main.go wraps it, with
+// the Host check (a request naming the node by its IP, as programs do),
+// the metrics and the body deadline's wrapper.
 func BenchmarkHTTPHandler(b *testing.B) {
 	plain := newHandler(benchStore{}, newHub("bench"), hclog.NewNullLogger(), security{}, nil)
 	met, err := newMetrics()
@@ -158,15 +160,21 @@ func BenchmarkHTTPHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	measured := met.instrument(plain)
+	const host = "127.0.0.1:6000"
+	full := limitBody(met.instrument(newHandler(benchStore{}, newHub("bench"), hclog.NewNullLogger(), security{
+		origin: newOriginPolicy([]string{host}, nil, benchStore{}.Members),
+	}, nil)), bodyTimeout)
 	for _, tc := range []struct {
-		name, query string
-		h           http.Handler
+		name, query, host string
+		h                 http.Handler
 	}{
-		{"set", "/set?key=k123&value=" + benchValue(123), plain},
-		{"get", "/get?key=k123", plain},
-		{"strong", "/get?key=k123&consistency=strong", plain},
-		{"set+metrics", "/set?key=k123&value=" + benchValue(123), measured},
-		{"get+metrics", "/get?key=k123", measured},
+		{"set", "/set?key=k123&value=" + benchValue(123), "", plain},
+		{"get", "/get?key=k123", "", plain},
+		{"strong", "/get?key=k123&consistency=strong", "", plain},
+		{"set+metrics", "/set?key=k123&value=" + benchValue(123), "", measured},
+		{"get+metrics", "/get?key=k123", "", measured},
+		{"set+full", "/set?key=k123&value=" + benchValue(123), host, full},
+		{"get+full", "/get?key=k123", host, full},
 	} {
 		h := tc.h
 		b.Run(tc.name, func(b *testing.B) {
@@ -174,7 +182,7 @@ func BenchmarkHTTPHandler(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			r := &http.Request{Method: http.MethodGet, URL: u, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+			r := &http.Request{Method: http.MethodGet, URL: u, Header: http.Header{}, Host: tc.host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()
 			for b.Loop() {
