@@ -13,7 +13,7 @@ NODES   := $(shell seq 1 $(N))
 LABADDR := 127.0.0.1:6080
 NODEFLAGS ?= -lab -trailing-logs 128
 
-.PHONY: build test fmt-check vet staticcheck gotest cluster demo certs stop clean bench gobench jepsen
+.PHONY: build test fmt-check vet staticcheck gotest cluster demo certs stop clean bench gobench jepsen perfcheck
 
 build:
 	$(GO) build -o $(BIN) .
@@ -115,6 +115,25 @@ bench:
 
 gobench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x .
+
+# Is the working tree slower or faster than REF, beyond the noise? Builds REF
+# (in a temporary git worktree) and the working tree, runs PAIRS pairs of
+# stbench runs, old and new in turn, and prints per workload the median
+# new/old ratio of CPU per request (leader, cluster) and of throughput, with
+# the range and a verdict; then the in-process benchmarks matching BENCH,
+# COUNT runs per tree, through benchstat. PAIRS=0 skips the load runs, BENCH=
+# the benchmarks. See docs/performance.md, "Checking a change".
+REF       ?= HEAD~1
+PAIRS     ?= 5
+WORKLOADS ?= set64,get64
+DURATION  ?= 4s
+CLIENT    ?= raw
+BENCH     ?= HTTPHandler|Committer|Apply|Cache
+COUNT     ?= 10
+PERFFLAGS ?=
+perfcheck:
+	$(GO) run ./cmd/perfcheck -ref '$(REF)' -pairs $(PAIRS) -workloads '$(WORKLOADS)' -duration $(DURATION) \
+	  -client $(CLIENT) -bench '$(BENCH)' -count $(COUNT) $(PERFFLAGS)
 
 # The long fault test (5 nodes, 10 clients, 5 minutes; make test runs the short one
 # with -race). Without -race: faster daemons, more operations and faults per minute.

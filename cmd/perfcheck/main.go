@@ -1,0 +1,668 @@
+// Command perfcheck tells whether the working tree is slower or faster than
+// a git revision, and whether the difference is more than the noise.
+//
+// It checks REF out into a temporary git worktree (removed afterwards),
+// builds stcached there and in the working tree, and builds cmd/stbench
+// once, from the working tree, so both sides get the same load generator.
+// Then, for each of -pairs pairs, it runs stbench (a fresh 3-node cluster,
+// the chosen workloads) once on each binary, in turn, the old one first in
+// odd pairs and the new one first in even pairs, so that neither side always
+// runs on a warmer or a busier machine. For every workload it prints the
+// median of the per-pair ratios new/old and their range, for three figures:
+// leader CPU per request, cluster CPU per request (both from /proc, as
+// stbench measures them) and throughput. CPU per request is the primary
+// figure: it moves far less from run to run than throughput does here.
+//
+// The rule for a verdict: a figure is "slower by X%" or "faster by X%" only
+// when every pair's ratio lies on the same side of 1.0, X being the median
+// ratio's distance from 1.0; otherwise it is "inside the noise". It is a
+// sign test: with 5 pairs, a change that makes no difference still puts all
+// five on one side 1 time in 16 (2/2^5) for each figure, so fewer than 5
+// valid pairs get no verdict, and a lone verdict among several figures
+// deserves a rerun with more pairs.
+//
+// With -bench, it then builds both trees' test binaries and runs the
+// in-process benchmarks matching the pattern -count times each, old and new
+// interleaved, and compares them with benchstat. Benchmark files
+// (bench*_test.go) that REF lacks are copied into its tree first, so
+// benchmarks added since can compare too; if REF does not build with them,
+// they are left out and the output says so.
+//
+// Usage (make perfcheck REF=<commit> does the same):
+//
+//	go run ./cmd/perfcheck -ref HEAD~1 [-pairs 5] [-workloads set64,get64] [-duration 4s] [-client raw]
+//	    [-bench 'HTTPHandler|Committer|Apply|Cache'] [-count 10]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	ref          string
+	pairs        int
+	workloads    []string
+	duration     time.Duration
+	client       string
+	stbenchFlags []string
+	bench        string
+	count        int
+	benchtime    string
+	benchstat    string
+	keep         bool
+}
+
+const defaultBench = "HTTPHandler|Committer|Apply|Cache"
+
+// minPairs is the fewest valid pairs that may give a verdict: with all of
+// them on one side of 1.0, 1 chance in 16 that it is luck.
+const minPairs = 5
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "perfcheck: %v\n", err)
+		os.Exit(2)
+	}
+	// stbench stops its nodes on SIGINT or SIGTERM; the commands we start
+	// get SIGTERM when ctx ends, and we wait for them.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err = run(ctx, cfg, os.Stdout, os.Stderr)
+	interrupted := ctx.Err() != nil
+	stop()
+	if interrupted {
+		fmt.Fprintln(os.Stderr, "perfcheck: interrupted")
+		os.Exit(130)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "perfcheck: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (*config, error) {
+	cfg := &config{}
+	fs := flag.NewFlagSet("perfcheck", flag.ContinueOnError)
+	fs.StringVar(&cfg.ref, "ref", "HEAD~1", "the git revision to compare the working tree with")
+	fs.IntVar(&cfg.pairs, "pairs", 5, "how many old/new pairs of stbench runs (0: no load runs); a verdict needs 5 valid pairs")
+	wl := fs.String("workloads", "set64,get64", "stbench workloads, comma-separated")
+	fs.DurationVar(&cfg.duration, "duration", 4*time.Second, "how long each workload runs in each run")
+	fs.StringVar(&cfg.client, "client", "raw", "stbench's -client: raw costs the load generator least, so the server's share shows most")
+	sf := fs.String("stbench-flags", "", "extra stbench flags, space-separated (e.g. \"-keys 1000 -tmp /var/tmp\")")
+	fs.StringVar(&cfg.bench, "bench", defaultBench, "in-process benchmarks to compare with benchstat (a go test -bench pattern; empty: none)")
+	fs.IntVar(&cfg.count, "count", 10, "how many times each tree's benchmarks run, interleaved")
+	fs.StringVar(&cfg.benchtime, "benchtime", "1s", "go test -benchtime for each benchmark run")
+	fs.StringVar(&cfg.benchstat, "benchstat", "", "benchstat command (default: benchstat on PATH, else go run golang.org/x/perf/cmd/benchstat@latest)")
+	fs.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (binaries, every run's stbench output and results, benchmark outputs) and print its path")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `perfcheck: is the working tree slower or faster than -ref, beyond the noise?
+
+It builds -ref (in a temporary git worktree) and the working tree, runs
+stbench (built from the working tree, for both) on each in turn for -pairs
+pairs, alternating which goes first, and prints per workload the median
+new/old ratio and the range of the per-pair ratios of leader CPU per
+request, cluster CPU per request and throughput. A figure is "slower by X%%"
+or "faster by X%%" only when every pair agrees (at least %d pairs: 1 chance
+in 16 of luck), else "inside the noise". Then the in-process benchmarks
+matching -bench, -count runs each, interleaved, compared by benchstat.
+
+Flags:
+`, minPairs)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if cfg.pairs < 0 || cfg.count <= 0 || cfg.duration <= 0 {
+		return nil, errors.New("-pairs must be 0 or more, -count and -duration positive")
+	}
+	if cfg.pairs == 0 && cfg.bench == "" {
+		return nil, errors.New("nothing to do: -pairs 0 and -bench empty")
+	}
+	for _, w := range strings.Split(*wl, ",") {
+		if w = strings.TrimSpace(w); w != "" {
+			cfg.workloads = append(cfg.workloads, w)
+		}
+	}
+	if cfg.pairs > 0 && len(cfg.workloads) == 0 {
+		return nil, errors.New("-workloads is empty")
+	}
+	cfg.stbenchFlags = strings.Fields(*sf)
+	return cfg, nil
+}
+
+// tree is one side of the comparison.
+type tree struct {
+	label string // "old" or "new"
+	dir   string // where it is checked out
+	bin   string // its stcached
+}
+
+func run(ctx context.Context, cfg *config, out, progress io.Writer) (err error) {
+	root, err := git(ctx, "", "rev-parse", "--show-toplevel")
+	if err != nil {
+		return fmt.Errorf("not in a git checkout: %w", err)
+	}
+	commit, err := git(ctx, root, "rev-parse", "--verify", cfg.ref+"^{commit}")
+	if err != nil {
+		return fmt.Errorf("-ref %s: %w", cfg.ref, err)
+	}
+	oldDesc, err := git(ctx, root, "log", "-1", "--format=%h %s", commit)
+	if err != nil {
+		return err
+	}
+	head, err := git(ctx, root, "log", "-1", "--format=%h", "HEAD")
+	if err != nil {
+		return err
+	}
+	dirty, err := git(ctx, root, "status", "--porcelain", "--untracked-files=no")
+	if err != nil {
+		return err
+	}
+	newDesc := "the working tree at " + head
+	if dirty != "" {
+		newDesc += " with uncommitted changes"
+	}
+
+	tmp, err := os.MkdirTemp("", "perfcheck-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cfg.keep {
+			fmt.Fprintf(progress, "perfcheck: kept %s\n", tmp)
+		} else if rerr := os.RemoveAll(tmp); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	refDir := filepath.Join(tmp, "ref")
+	if _, err := git(ctx, root, "worktree", "add", "--detach", refDir, commit); err != nil {
+		return err
+	}
+	// A background context: the worktree goes even after a Ctrl-C.
+	defer func() {
+		if _, rerr := git(context.Background(), root, "worktree", "remove", "--force", refDir); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	old := tree{label: "old", dir: refDir, bin: filepath.Join(tmp, "stcached-old")}
+	cur := tree{label: "new", dir: root, bin: filepath.Join(tmp, "stcached-new")}
+
+	fmt.Fprintf(out, "perfcheck: old = %s\n", oneLine(oldDesc, 100))
+	fmt.Fprintf(out, "           new = %s (%s)\n", newDesc, root)
+	if cfg.pairs > 0 {
+		stbench := filepath.Join(tmp, "stbench")
+		for _, b := range []struct{ dir, out, pkg string }{
+			{old.dir, old.bin, "."}, {cur.dir, cur.bin, "."}, {cur.dir, stbench, "./cmd/stbench"},
+		} {
+			fmt.Fprintf(progress, "building %s in %s\n", filepath.Base(b.out), b.dir)
+			if err := command(ctx, b.dir, nil, nil, "go", "build", "-o", b.out, b.pkg); err != nil {
+				return err
+			}
+		}
+		if err := loadPairs(ctx, cfg, tmp, stbench, old, cur, out, progress); err != nil {
+			return err
+		}
+	}
+	if cfg.bench != "" {
+		if err := benchCompare(ctx, cfg, tmp, commit, old, cur, out, progress); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowResult is one line of stbench -results (see its rowResult).
+type rowResult struct {
+	Workload      string  `json:"workload"`
+	OpsPerSec     float64 `json:"ops_per_sec"`
+	Requests      int64   `json:"requests"`
+	Errors        int64   `json:"errors"`
+	LeaderCPU     float64 `json:"leader_cpu_us"`
+	ClusterCPU    float64 `json:"cluster_cpu_us"`
+	StbenchCPU    float64 `json:"stbench_cpu_us"`
+	LeaderChanged bool    `json:"leader_changed"`
+}
+
+// pair is one old run and one new run, each keyed by workload.
+type pair struct{ old, new map[string]rowResult }
+
+// figure is one column compared: how to read it from a row, and which way
+// is better.
+type figure struct {
+	name           string
+	get            func(rowResult) float64
+	higherIsBetter bool
+}
+
+var figures = []figure{
+	{"leader CPU µs/req", func(r rowResult) float64 { return r.LeaderCPU }, false},
+	{"cluster CPU µs/req", func(r rowResult) float64 { return r.ClusterCPU }, false},
+	{"throughput ops/s", func(r rowResult) float64 { return r.OpsPerSec }, true},
+}
+
+func loadPairs(ctx context.Context, cfg *config, tmp, stbench string, old, cur tree, out, progress io.Writer) error {
+	load0 := loadAvg()
+	var pairs []pair
+	for i := range cfg.pairs {
+		p := pair{}
+		order := []tree{old, cur}
+		if i%2 == 1 {
+			order = []tree{cur, old}
+		}
+		for _, t := range order {
+			rows, err := stbenchRun(ctx, cfg, tmp, stbench, t, i+1)
+			if err != nil {
+				return err
+			}
+			if t.label == "old" {
+				p.old = rows
+			} else {
+				p.new = rows
+			}
+			fmt.Fprintf(progress, "pair %d/%d %s:%s\n", i+1, cfg.pairs, t.label, progressLine(cfg.workloads, rows))
+		}
+		pairs = append(pairs, p)
+	}
+	fmt.Fprintf(out, "load: %d pairs of stbench -client %s -duration %s -workloads %s%s, each pair old and new in turn (odd pairs old first)\n",
+		cfg.pairs, cfg.client, cfg.duration, strings.Join(cfg.workloads, ","), prefixed(" ", strings.Join(cfg.stbenchFlags, " ")))
+	fmt.Fprintf(out, "      1-minute load average %s before, %s after; %d CPUs\n\n", load0, loadAvg(), runtime.NumCPU())
+	printLoadTable(out, cfg.workloads, pairs)
+	return nil
+}
+
+// stbenchRun runs stbench once on t's binary and reads its -results.
+func stbenchRun(ctx context.Context, cfg *config, tmp, stbench string, t tree, n int) (map[string]rowResult, error) {
+	base := filepath.Join(tmp, fmt.Sprintf("pair%d-%s", n, t.label))
+	args := []string{"-stcached", t.bin, "-client", cfg.client, "-duration", cfg.duration.String(),
+		"-workloads", strings.Join(cfg.workloads, ","), "-results", base + ".json"}
+	args = append(args, cfg.stbenchFlags...)
+	var log bytes.Buffer
+	if err := command(ctx, "", &log, &log, stbench, args...); err != nil {
+		// Kept for -keep; the error below already carries its tail.
+		_ = os.WriteFile(base+".out", log.Bytes(), 0o644)
+		return nil, fmt.Errorf("stbench on %s (pair %d): %w\n%s", t.label, n, err, tail(log.String(), 20))
+	}
+	if err := os.WriteFile(base+".out", log.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(base + ".json")
+	if err != nil {
+		return nil, fmt.Errorf("stbench -results: %w", err)
+	}
+	defer f.Close()
+	return readResults(f)
+}
+
+// readResults reads stbench -results' JSON lines.
+func readResults(r io.Reader) (map[string]rowResult, error) {
+	rows := map[string]rowResult{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var row rowResult
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			return nil, fmt.Errorf("stbench -results line %q: %w", sc.Text(), err)
+		}
+		rows[row.Workload] = row
+	}
+	return rows, sc.Err()
+}
+
+func progressLine(workloads []string, rows map[string]rowResult) string {
+	var b strings.Builder
+	for _, w := range workloads {
+		r, ok := rows[w]
+		if !ok {
+			fmt.Fprintf(&b, " %s missing;", w)
+			continue
+		}
+		fmt.Fprintf(&b, " %s %.0f/s leader %.1f cluster %.1f µs/req;", w, r.OpsPerSec, r.LeaderCPU, r.ClusterCPU)
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
+
+// summary is one figure of one workload over the pairs.
+type summary struct {
+	oldMedian, newMedian float64
+	ratio, lo, hi        float64 // median, min and max of the per-pair new/old
+	ratios               []float64
+	n                    int // valid pairs
+}
+
+// summarize compares olds[i] with news[i], pair by pair; a pair where either
+// value is missing (0 or less) does not count.
+func summarize(olds, news []float64) summary {
+	var s summary
+	var o, n []float64
+	for i := range olds {
+		if i >= len(news) || olds[i] <= 0 || news[i] <= 0 {
+			continue
+		}
+		o = append(o, olds[i])
+		n = append(n, news[i])
+		s.ratios = append(s.ratios, news[i]/olds[i])
+	}
+	s.n = len(s.ratios)
+	if s.n == 0 {
+		return s
+	}
+	s.oldMedian, s.newMedian, s.ratio = median(o), median(n), median(s.ratios)
+	s.lo, s.hi = slices.Min(s.ratios), slices.Max(s.ratios)
+	return s
+}
+
+// median of xs (the mean of the middle two for an even count); xs is not
+// modified.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}
+
+// verdict applies the rule: a difference only when every pair is on the
+// same side of 1.0, with at least minPairs pairs. For a CPU figure a ratio
+// above 1.0 is slower; for throughput, below.
+func (s summary) verdict(higherIsBetter bool) string {
+	switch {
+	case s.n == 0:
+		return "no data"
+	case s.n < minPairs:
+		return fmt.Sprintf("too few pairs (%d of %d) for a verdict", s.n, minPairs)
+	case s.lo <= 1 && s.hi >= 1:
+		return "inside the noise"
+	}
+	pct := (s.ratio - 1) * 100
+	slower := (pct > 0) != higherIsBetter
+	if pct < 0 {
+		pct = -pct
+	}
+	if slower {
+		return fmt.Sprintf("slower by %.1f%%", pct)
+	}
+	return fmt.Sprintf("faster by %.1f%%", pct)
+}
+
+func printLoadTable(out io.Writer, workloads []string, pairs []pair) {
+	const row = "%-9s %-19s %11s %11s %8s  %-13s  %s\n"
+	fmt.Fprintf(out, row, "workload", "figure", "old median", "new median", "new/old", "pairs min–max", "verdict")
+	var notes []string
+	for _, w := range workloads {
+		// A pair counts only if both runs have the row, without a leader
+		// change (an election's pause and redirects are not the code's).
+		var valid []pair
+		for i, p := range pairs {
+			o, okO := p.old[w]
+			n, okN := p.new[w]
+			switch {
+			case !okO || !okN:
+				notes = append(notes, fmt.Sprintf("%s, pair %d: no row from one of the runs; pair left out", w, i+1))
+			case o.LeaderChanged || n.LeaderChanged:
+				notes = append(notes, fmt.Sprintf("%s, pair %d: the leader changed during a run; pair left out", w, i+1))
+			default:
+				valid = append(valid, p)
+				if o.Errors > 0 || n.Errors > 0 {
+					notes = append(notes, fmt.Sprintf("%s, pair %d: errors old %d, new %d (see stbench's output with -keep)", w, i+1, o.Errors, n.Errors))
+				}
+			}
+		}
+		for _, f := range figures {
+			olds := make([]float64, len(valid))
+			news := make([]float64, len(valid))
+			for i, p := range valid {
+				olds[i], news[i] = f.get(p.old[w]), f.get(p.new[w])
+			}
+			s := summarize(olds, news)
+			prec := 1
+			if f.higherIsBetter {
+				prec = 0
+			}
+			fmt.Fprintf(out, row, w, f.name, strconv.FormatFloat(s.oldMedian, 'f', prec, 64), strconv.FormatFloat(s.newMedian, 'f', prec, 64),
+				fmt.Sprintf("%.3f", s.ratio), fmt.Sprintf("%.3f–%.3f", s.lo, s.hi), s.verdict(f.higherIsBetter))
+		}
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "per-pair new/old, in run order:")
+	for _, w := range workloads {
+		for _, f := range figures {
+			var rs []string
+			for _, p := range pairs {
+				o, n := f.get(p.old[w]), f.get(p.new[w])
+				if o <= 0 || n <= 0 || p.old[w].LeaderChanged || p.new[w].LeaderChanged {
+					rs = append(rs, "-")
+					continue
+				}
+				rs = append(rs, fmt.Sprintf("%.3f", n/o))
+			}
+			fmt.Fprintf(out, "  %-9s %-19s %s\n", w, f.name, strings.Join(rs, " "))
+		}
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "new/old is the median of the per-pair ratios. A figure is slower or faster only when every pair's\n"+
+		"ratio is on the same side of 1.0 (and at least %d pairs count): an unchanged program does that by\n"+
+		"chance 1 time in 16 per figure with 5 pairs, 1 in 64 with 7. CPU per request (from /proc) is the\n"+
+		"primary figure; throughput varies far more between runs on a shared machine.\n", minPairs)
+	for _, n := range notes {
+		fmt.Fprintln(out, "note:", n)
+	}
+}
+
+// benchCompare runs the in-process benchmarks in both trees, interleaved,
+// and compares them with benchstat.
+func benchCompare(ctx context.Context, cfg *config, tmp, commit string, old, cur tree, out, progress io.Writer) error {
+	copied, err := copyMissingBench(cur.dir, old.dir)
+	if err != nil {
+		return err
+	}
+	oldTest, newTest := filepath.Join(tmp, "old.test"), filepath.Join(tmp, "new.test")
+	fmt.Fprintf(progress, "building the test binaries\n")
+	var buildLog bytes.Buffer
+	var note string
+	if err := command(ctx, old.dir, &buildLog, &buildLog, "go", "test", "-c", "-o", oldTest, "."); err != nil {
+		if len(copied) == 0 {
+			return fmt.Errorf("go test -c in %s: %w\n%s", old.dir, err, tail(buildLog.String(), 10))
+		}
+		note = fmt.Sprintf("%s does not build with %s from the working tree (%s); compared without them",
+			short(commit), strings.Join(copied, ", "), oneLine(buildLog.String(), 160))
+		for _, f := range copied {
+			if err := os.Remove(filepath.Join(old.dir, f)); err != nil {
+				return err
+			}
+		}
+		copied = nil
+		buildLog.Reset()
+		if err := command(ctx, old.dir, &buildLog, &buildLog, "go", "test", "-c", "-o", oldTest, "."); err != nil {
+			return fmt.Errorf("go test -c in %s: %w\n%s", old.dir, err, tail(buildLog.String(), 10))
+		}
+	}
+	buildLog.Reset()
+	if err := command(ctx, cur.dir, &buildLog, &buildLog, "go", "test", "-c", "-o", newTest, "."); err != nil {
+		return fmt.Errorf("go test -c in %s: %w\n%s", cur.dir, err, tail(buildLog.String(), 10))
+	}
+	results := map[string]*bytes.Buffer{"old": {}, "new": {}}
+	bins := map[string]string{"old": oldTest, "new": newTest}
+	dirs := map[string]string{"old": old.dir, "new": cur.dir}
+	load0 := loadAvg()
+	for i := range cfg.count {
+		order := []string{"old", "new"}
+		if i%2 == 1 {
+			order = []string{"new", "old"}
+		}
+		for _, side := range order {
+			fmt.Fprintf(progress, "benchmarks %d/%d %s\n", i+1, cfg.count, side)
+			var errBuf bytes.Buffer
+			// The test binary runs in its package's directory, as go test
+			// runs it.
+			if err := command(ctx, dirs[side], results[side], &errBuf, bins[side], "-test.run", "^$",
+				"-test.bench", cfg.bench, "-test.count", "1", "-test.benchtime", cfg.benchtime); err != nil {
+				return fmt.Errorf("benchmarks in the %s tree: %w\n%s%s", side, err, tail(results[side].String(), 10), errBuf.String())
+			}
+		}
+	}
+	fmt.Fprintf(out, "\nin-process benchmarks: go test -run '^$' -bench '%s' -benchtime %s, %d runs per tree, old and new in turn\n",
+		cfg.bench, cfg.benchtime, cfg.count)
+	fmt.Fprintf(out, "      1-minute load average %s before, %s after\n", load0, loadAvg())
+	if len(copied) > 0 {
+		fmt.Fprintf(out, "      copied into %s's tree, which lacks them: %s\n", short(commit), strings.Join(copied, ", "))
+	}
+	if note != "" {
+		fmt.Fprintln(out, "      note:", note)
+	}
+	oldFile, newFile := filepath.Join(tmp, "bench-old.txt"), filepath.Join(tmp, "bench-new.txt")
+	for side, f := range map[string]string{"old": oldFile, "new": newFile} {
+		if err := os.WriteFile(f, results[side].Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	bs := strings.Fields(cfg.benchstat)
+	if len(bs) == 0 {
+		if p, err := exec.LookPath("benchstat"); err == nil {
+			bs = []string{p}
+		} else {
+			bs = []string{"go", "run", "golang.org/x/perf/cmd/benchstat@latest"}
+		}
+	}
+	var stat, statErr bytes.Buffer
+	args := append(bs[1:], short(commit)+"="+oldFile, "new="+newFile)
+	if err := command(ctx, tmp, &stat, &statErr, bs[0], args...); err != nil {
+		fmt.Fprintf(out, "benchstat failed (%s: %v; %s); the raw results follow\n\n", strings.Join(bs, " "), err, oneLine(statErr.String(), 200))
+		fmt.Fprintf(out, "--- %s (old) ---\n%s\n--- new ---\n%s", short(commit), results["old"], results["new"])
+		return nil
+	}
+	fmt.Fprintln(out)
+	_, err = out.Write(stat.Bytes())
+	return err
+}
+
+// copyMissingBench copies the benchmark files (bench*_test.go) of from's
+// root package that to lacks, and returns their names.
+func copyMissingBench(from, to string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(from, "bench*_test.go"))
+	if err != nil {
+		return nil, err
+	}
+	var copied []string
+	for _, f := range files {
+		name := filepath.Base(f)
+		dst := filepath.Join(to, name)
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return nil, err
+		}
+		copied = append(copied, name)
+	}
+	return copied, nil
+}
+
+// command runs name with args in dir (the current one if empty). When ctx
+// ends it gets SIGTERM, and up to 30 s to stop: stbench then stops its
+// nodes.
+func command(ctx context.Context, dir string, stdout, stderr io.Writer, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if stdout == nil && stderr == nil {
+		var b bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &b, &b
+		defer func() {
+			if b.Len() > 0 {
+				os.Stderr.Write(b.Bytes())
+			}
+		}()
+	}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w", filepath.Base(name), strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// git runs a git command in dir and returns its trimmed output.
+func git(ctx context.Context, dir string, args ...string) (string, error) {
+	var o, e bytes.Buffer
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(e.String()))
+	}
+	return strings.TrimSpace(o.String()), nil
+}
+
+// loadAvg is the 1-minute load average, or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
+
+func short(commit string) string { return commit[:min(7, len(commit))] }
+
+func prefixed(p, s string) string {
+	if s == "" {
+		return ""
+	}
+	return p + s
+}
+
+// oneLine is s on one line, cut to n characters.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
