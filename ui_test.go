@@ -430,3 +430,78 @@ func TestLiveViewEscapesEventFields(t *testing.T) {
 		t.Fatalf("uncaught exceptions in the page: %v", errs)
 	}
 }
+
+// A leader the page cannot stream by any route (its port refused by the
+// browser, and the members that could relay it answer 502) but that the
+// nodes the page hears follow: drawn as their leader, "per" them, with the
+// header naming it — never "No leader yet", and distinct from a crash.
+func TestLiveViewLeaderOnlyReported(t *testing.T) {
+	ctx := browser(t)
+	pageErrors := watchExceptions(ctx)
+	leader := browserBlockedAddr(t)
+	ids := map[string]string{"node1": "127.0.0.1:17001", "node2": "127.0.0.1:17002", "node3": "127.0.0.1:17003"}
+	addrs := map[string]string{"node1": leader}
+	lns := map[string]net.Listener{}
+	for _, name := range []string{"node2", "node3"} {
+		ln, err := net.Listen("tcp", freeAddr(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[name], addrs[name] = ln, ln.Addr().String()
+	}
+	servers := []map[string]any{}
+	for _, name := range []string{"node1", "node2", "node3"} {
+		servers = append(servers, map[string]any{"id": ids[name], "address": ids[name], "suffrage": "Voter", "http": addrs[name]})
+	}
+	ui, err := fs.Sub(uiFiles, "ui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"node2", "node3"} {
+		self := map[string]any{"node": ids[name], "name": name, "raft": ids[name], "http": addrs[name], "state": "Follower",
+			"leader": ids["node1"], "leader_http": leader, "term": 2, "last_log_index": 7, "commit_index": 7, "applied_index": 7, "servers": servers}
+		mux := http.NewServeMux()
+		mux.Handle("/ui/", http.StripPrefix("/ui/", http.FileServer(http.FS(ui))))
+		mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			_ = json.NewEncoder(w).Encode(self)
+		})
+		mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			if r.URL.Query().Get("node") != "" {
+				text(w, http.StatusBadGateway, "internal error: unreachable from this node\n") // as a relay to a cut-off member answers
+				return
+			}
+			w.Header().Set("Content-Type", "text/event-stream")
+			b, _ := json.Marshal(self)
+			fmt.Fprintf(w, "event: status\ndata: %s\n\n", b)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		})
+		srv := &http.Server{Handler: mux}
+		go srv.Serve(lns[name])
+		t.Cleanup(func() { srv.Close() })
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+addrs["node2"]+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "node1 drawn as the leader the others report", func() error {
+		g := evalString(ctx, fmt.Sprintf(`(() => { const g = document.querySelector('#nodes [data-node=%q]'); return g ? g.dataset.state + " " + g.dataset.reach + " " + g.textContent : "none"; })()`, ids["node1"]))
+		if !strings.HasPrefix(g, "Leader reported") || !strings.Contains(g, "per node2, node3") {
+			return fmt.Errorf("node1 drawn %q", g)
+		}
+		sum := evalString(ctx, `document.querySelector('#summary').textContent`)
+		// Its name is known only from its own stream: the page calls it by
+		// its server ID, the same everywhere.
+		if !strings.Contains(sum, "leader "+ids["node1"]+" (per node2, node3)") || !strings.Contains(sum, ids["node1"]+": no stream") {
+			return fmt.Errorf("header %q", sum)
+		}
+		if title := evalString(ctx, `document.querySelector('#explain-title').textContent`); strings.Contains(title, "No leader") {
+			return fmt.Errorf("narration %q", title)
+		}
+		return nil
+	})
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Fatalf("uncaught exceptions in the page: %v", errs)
+	}
+}

@@ -833,7 +833,7 @@ function drawSummary() {
   document.getElementById("summary").textContent = [`term ${clusterTerm()}`, `leader ${leader}`,
     `commit index ${leaderCommit()}`, `streams from ${openMembers().length} of ${order.length} nodes` +
     (relayed.length ? ` (${relayed.join(", ")})` : "") +
-    (down.length ? ` (${down.join(", ")} unreachable)` : "")].join(" · ");
+    (down.length ? ` (${down.join(", ")}: no stream)` : "")].join(" · ");
 }
 
 let explainDrawn = "";
