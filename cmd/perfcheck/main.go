@@ -4,22 +4,27 @@
 // It checks REF out into a temporary git worktree (removed afterwards),
 // builds stcached there and in the working tree, and builds cmd/stbench
 // once, from the working tree, so both sides get the same load generator.
-// Then, for each of -pairs pairs, it runs stbench (a fresh 3-node cluster,
-// the chosen workloads) once on each binary, in turn, the old one first in
-// odd pairs and the new one first in even pairs, so that neither side always
-// runs on a warmer or a busier machine. For every workload it prints the
-// median of the per-pair ratios new/old and their range, for three figures:
-// leader CPU per request, cluster CPU per request (both from /proc, as
-// stbench measures them) and throughput. CPU per request is the primary
-// figure: it moves far less from run to run than throughput does here.
+// Then it runs stbench -versus: two 3-node clusters side by side, the old
+// binary's and the new one's, each workload run on one and then the other
+// (the old first in odd rounds, the new first in even ones) while the other
+// idles. One round gives one pair per workload, two runs a few seconds
+// apart, so whatever else the machine does weighs on both alike. -pairs
+// rounds in all, spread over -runs stbench runs (fresh clusters each).
 //
-// The rule for a verdict: a figure is "slower by X%" or "faster by X%" only
-// when every pair's ratio lies on the same side of 1.0, X being the median
-// ratio's distance from 1.0; otherwise it is "inside the noise". It is a
-// sign test: with 5 pairs, a change that makes no difference still puts all
-// five on one side 1 time in 16 (2/2^5) for each figure, so fewer than 5
-// valid pairs get no verdict, and a lone verdict among several figures
-// deserves a rerun with more pairs.
+// For every workload it prints the median of the per-pair ratios new/old,
+// their range and how many lie above 1.0, for three figures: leader CPU per
+// request, cluster CPU per request (both from /proc, as stbench measures
+// them) and throughput, and for each pair the share of the machine's CPU
+// that other processes used meanwhile. CPU per request is the primary
+// figure: it moves less from run to run than throughput does here.
+//
+// The rule for a verdict is the two-sided sign test at 1 in 16: a figure is
+// "slower by X%" or "faster by X%" (X: the median ratio's distance from
+// 1.0) only when so many pairs lie on the same side of 1.0 that a change
+// making no difference would do so at most 1 time in 16: all of 5 to 8
+// pairs, 8 of 9, 9 of 10, 12 of 15. Otherwise it is "inside the noise";
+// with fewer than 5 pairs there is no verdict. With several figures, one
+// verdict among them can still be luck: rerun with more pairs.
 //
 // With -bench, it then builds both trees' test binaries and runs the
 // in-process benchmarks matching the pattern -count times each, old and new
@@ -30,7 +35,7 @@
 //
 // Usage (make perfcheck REF=<commit> does the same):
 //
-//	go run ./cmd/perfcheck -ref HEAD~1 [-pairs 5] [-workloads set64,get64] [-duration 4s] [-client raw]
+//	go run ./cmd/perfcheck -ref HEAD~1 [-pairs 5] [-runs 1] [-workloads set64,get64] [-duration 4s] [-client raw]
 //	    [-bench 'HTTPHandler|Committer|Apply|Cache'] [-count 10]
 package main
 
@@ -43,6 +48,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -58,6 +64,7 @@ import (
 type config struct {
 	ref          string
 	pairs        int
+	runs         int
 	workloads    []string
 	duration     time.Duration
 	client       string
@@ -104,7 +111,8 @@ func parseFlags(args []string) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("perfcheck", flag.ContinueOnError)
 	fs.StringVar(&cfg.ref, "ref", "HEAD~1", "the git revision to compare the working tree with")
-	fs.IntVar(&cfg.pairs, "pairs", 5, "how many old/new pairs of stbench runs (0: no load runs); a verdict needs 5 valid pairs")
+	fs.IntVar(&cfg.pairs, "pairs", 5, "how many old/new pairs per workload (0: no load runs); a verdict needs at least 5")
+	fs.IntVar(&cfg.runs, "runs", 1, "over how many stbench runs (fresh clusters) the pairs are spread")
 	wl := fs.String("workloads", "set64,get64", "stbench workloads, comma-separated")
 	fs.DurationVar(&cfg.duration, "duration", 4*time.Second, "how long each workload runs in each run")
 	fs.StringVar(&cfg.client, "client", "raw", "stbench's -client: raw costs the load generator least, so the server's share shows most")
@@ -117,14 +125,16 @@ func parseFlags(args []string) (*config, error) {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `perfcheck: is the working tree slower or faster than -ref, beyond the noise?
 
-It builds -ref (in a temporary git worktree) and the working tree, runs
-stbench (built from the working tree, for both) on each in turn for -pairs
-pairs, alternating which goes first, and prints per workload the median
-new/old ratio and the range of the per-pair ratios of leader CPU per
-request, cluster CPU per request and throughput. A figure is "slower by X%%"
-or "faster by X%%" only when every pair agrees (at least %d pairs: 1 chance
-in 16 of luck), else "inside the noise". Then the in-process benchmarks
-matching -bench, -count runs each, interleaved, compared by benchstat.
+It builds -ref (in a temporary git worktree) and the working tree, and runs
+stbench -versus (built from the working tree): a cluster of each, every
+workload on one then the other, for -pairs rounds, alternating which goes
+first. Per workload it prints the median new/old ratio, the range and the
+count above 1.0 of the per-pair ratios of leader CPU per request, cluster
+CPU per request and throughput. A figure is "slower by X%%" or "faster by
+X%%" only when enough pairs agree that no-change would do it at most 1 time
+in 16 (all of 5 to 8 pairs; at least %d pairs), else "inside the noise".
+Then the in-process benchmarks matching -bench, -count runs each,
+interleaved, compared by benchstat.
 
 Flags:
 `, minPairs)
@@ -136,8 +146,8 @@ Flags:
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if cfg.pairs < 0 || cfg.count <= 0 || cfg.duration <= 0 {
-		return nil, errors.New("-pairs must be 0 or more, -count and -duration positive")
+	if cfg.pairs < 0 || cfg.runs <= 0 || cfg.count <= 0 || cfg.duration <= 0 {
+		return nil, errors.New("-pairs must be 0 or more, -runs, -count and -duration positive")
 	}
 	if cfg.pairs == 0 && cfg.bench == "" {
 		return nil, errors.New("nothing to do: -pairs 0 and -bench empty")
@@ -238,6 +248,8 @@ func run(ctx context.Context, cfg *config, out, progress io.Writer) (err error) 
 // rowResult is one line of stbench -results (see its rowResult).
 type rowResult struct {
 	Workload      string  `json:"workload"`
+	Side          string  `json:"side"`
+	Round         int     `json:"round"`
 	OpsPerSec     float64 `json:"ops_per_sec"`
 	Requests      int64   `json:"requests"`
 	Errors        int64   `json:"errors"`
@@ -245,9 +257,11 @@ type rowResult struct {
 	ClusterCPU    float64 `json:"cluster_cpu_us"`
 	StbenchCPU    float64 `json:"stbench_cpu_us"`
 	LeaderChanged bool    `json:"leader_changed"`
+	Others        float64 `json:"others_cpu"`
 }
 
-// pair is one old run and one new run, each keyed by workload.
+// pair is one round of stbench -versus: each workload's row on the old
+// binary and on the new.
 type pair struct{ old, new map[string]rowResult }
 
 // figure is one column compared: how to read it from a row, and which way
@@ -267,47 +281,46 @@ var figures = []figure{
 func loadPairs(ctx context.Context, cfg *config, tmp, stbench string, old, cur tree, out, progress io.Writer) error {
 	load0 := loadAvg()
 	var pairs []pair
-	for i := range cfg.pairs {
-		p := pair{}
-		order := []tree{old, cur}
-		if i%2 == 1 {
-			order = []tree{cur, old}
+	for run := 1; run <= cfg.runs; run++ {
+		// The pairs spread over the runs, the first ones taking any rest.
+		rounds := cfg.pairs / cfg.runs
+		if run <= cfg.pairs%cfg.runs {
+			rounds++
 		}
-		for _, t := range order {
-			rows, err := stbenchRun(ctx, cfg, tmp, stbench, t, i+1)
-			if err != nil {
-				return err
-			}
-			if t.label == "old" {
-				p.old = rows
-			} else {
-				p.new = rows
-			}
-			fmt.Fprintf(progress, "pair %d/%d %s:%s\n", i+1, cfg.pairs, t.label, progressLine(cfg.workloads, rows))
+		if rounds == 0 {
+			continue
 		}
-		pairs = append(pairs, p)
+		fmt.Fprintf(progress, "stbench run %d of %d: %d rounds (a = old, b = new)\n", run, cfg.runs, rounds)
+		rows, err := stbenchRun(ctx, cfg, tmp, stbench, old, cur, run, rounds, progress)
+		if err != nil {
+			return err
+		}
+		pairs = append(pairs, pairsOf(rows)...)
 	}
-	fmt.Fprintf(out, "load: %d pairs of stbench -client %s -duration %s -workloads %s%s, each pair old and new in turn (odd pairs old first)\n",
-		cfg.pairs, cfg.client, cfg.duration, strings.Join(cfg.workloads, ","), prefixed(" ", strings.Join(cfg.stbenchFlags, " ")))
-	fmt.Fprintf(out, "      1-minute load average %s before, %s after; %d CPUs\n\n", load0, loadAvg(), runtime.NumCPU())
+	fmt.Fprintf(out, "load: stbench -versus, %d pairs in %d run(s), -client %s -duration %s -workloads %s%s;\n",
+		cfg.pairs, cfg.runs, cfg.client, cfg.duration, strings.Join(cfg.workloads, ","), prefixed(" ", strings.Join(cfg.stbenchFlags, " ")))
+	fmt.Fprintf(out, "      a pair is one workload run on the old cluster and on the new, in turn (old first in odd rounds)\n")
+	fmt.Fprintf(out, "      1-minute load average %s before, %s after (the runs' own load included); %d CPUs\n\n", load0, loadAvg(), runtime.NumCPU())
 	printLoadTable(out, cfg.workloads, pairs)
 	return nil
 }
 
-// stbenchRun runs stbench once on t's binary and reads its -results.
-func stbenchRun(ctx context.Context, cfg *config, tmp, stbench string, t tree, n int) (map[string]rowResult, error) {
-	base := filepath.Join(tmp, fmt.Sprintf("pair%d-%s", n, t.label))
-	args := []string{"-stcached", t.bin, "-client", cfg.client, "-duration", cfg.duration.String(),
-		"-workloads", strings.Join(cfg.workloads, ","), "-results", base + ".json"}
+// stbenchRun runs stbench once with both binaries, old as a and new as b,
+// for rounds rounds, streams its table to progress, and reads its
+// -results.
+func stbenchRun(ctx context.Context, cfg *config, tmp, stbench string, old, cur tree, run, rounds int, progress io.Writer) ([]rowResult, error) {
+	base := filepath.Join(tmp, fmt.Sprintf("run%d", run))
+	args := []string{"-stcached", old.bin, "-versus", cur.bin, "-rounds", strconv.Itoa(rounds), "-client", cfg.client,
+		"-duration", cfg.duration.String(), "-workloads", strings.Join(cfg.workloads, ","), "-results", base + ".json"}
 	args = append(args, cfg.stbenchFlags...)
 	var log bytes.Buffer
-	if err := command(ctx, "", &log, &log, stbench, args...); err != nil {
-		// Kept for -keep; the error below already carries its tail.
-		_ = os.WriteFile(base+".out", log.Bytes(), 0o644)
-		return nil, fmt.Errorf("stbench on %s (pair %d): %w\n%s", t.label, n, err, tail(log.String(), 20))
+	w := io.MultiWriter(progress, &log)
+	err := command(ctx, "", w, w, stbench, args...)
+	if werr := os.WriteFile(base+".out", log.Bytes(), 0o644); werr != nil && err == nil {
+		err = werr
 	}
-	if err := os.WriteFile(base+".out", log.Bytes(), 0o644); err != nil {
-		return nil, err
+	if err != nil {
+		return nil, fmt.Errorf("stbench run %d: %w", run, err)
 	}
 	f, err := os.Open(base + ".json")
 	if err != nil {
@@ -317,9 +330,36 @@ func stbenchRun(ctx context.Context, cfg *config, tmp, stbench string, t tree, n
 	return readResults(f)
 }
 
+// pairsOf groups one stbench -versus run's rows into pairs, one per round:
+// side a is the old binary, b the new.
+func pairsOf(rows []rowResult) []pair {
+	byRound := map[int]*pair{}
+	var order []int
+	for _, r := range rows {
+		p := byRound[r.Round]
+		if p == nil {
+			p = &pair{old: map[string]rowResult{}, new: map[string]rowResult{}}
+			byRound[r.Round] = p
+			order = append(order, r.Round)
+		}
+		switch r.Side {
+		case "a":
+			p.old[r.Workload] = r
+		case "b":
+			p.new[r.Workload] = r
+		}
+	}
+	slices.Sort(order)
+	var pairs []pair
+	for _, n := range order {
+		pairs = append(pairs, *byRound[n])
+	}
+	return pairs
+}
+
 // readResults reads stbench -results' JSON lines.
-func readResults(r io.Reader) (map[string]rowResult, error) {
-	rows := map[string]rowResult{}
+func readResults(r io.Reader) ([]rowResult, error) {
+	var rows []rowResult
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
@@ -329,22 +369,9 @@ func readResults(r io.Reader) (map[string]rowResult, error) {
 		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
 			return nil, fmt.Errorf("stbench -results line %q: %w", sc.Text(), err)
 		}
-		rows[row.Workload] = row
+		rows = append(rows, row)
 	}
 	return rows, sc.Err()
-}
-
-func progressLine(workloads []string, rows map[string]rowResult) string {
-	var b strings.Builder
-	for _, w := range workloads {
-		r, ok := rows[w]
-		if !ok {
-			fmt.Fprintf(&b, " %s missing;", w)
-			continue
-		}
-		fmt.Fprintf(&b, " %s %.0f/s leader %.1f cluster %.1f µs/req;", w, r.OpsPerSec, r.LeaderCPU, r.ClusterCPU)
-	}
-	return strings.TrimSuffix(b.String(), ";")
 }
 
 // summary is one figure of one workload over the pairs.
@@ -353,6 +380,7 @@ type summary struct {
 	ratio, lo, hi        float64 // median, min and max of the per-pair new/old
 	ratios               []float64
 	n                    int // valid pairs
+	above, below         int // pairs whose ratio is above 1.0, below 1.0
 }
 
 // summarize compares olds[i] with news[i], pair by pair; a pair where either
@@ -374,7 +402,41 @@ func summarize(olds, news []float64) summary {
 	}
 	s.oldMedian, s.newMedian, s.ratio = median(o), median(n), median(s.ratios)
 	s.lo, s.hi = slices.Min(s.ratios), slices.Max(s.ratios)
+	for _, r := range s.ratios {
+		if r > 1 {
+			s.above++
+		} else if r < 1 {
+			s.below++
+		}
+	}
 	return s
+}
+
+// chance is the highest probability, for a change that makes no
+// difference, of a verdict on one figure: 1 in 16.
+const chance = 1.0 / 16
+
+// signNeed is how many of n pairs must lie on the same side of 1.0 for a
+// verdict: the fewest that n fair coin flips reach (on either side) with a
+// probability of at most chance, the two-sided sign test. 0 when even n of
+// n is not that rare (fewer than 5 pairs).
+func signNeed(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	// tail is P(at least k of n on one given side) = sum C(n,j) / 2^n.
+	tail, c := 0.0, 1.0 // c = C(n, k), k from n down
+	for k := n; k > n/2; k-- {
+		tail += c / math.Pow(2, float64(n))
+		if 2*tail > chance+1e-12 {
+			if k == n {
+				return 0
+			}
+			return k + 1
+		}
+		c = c * float64(k) / float64(n-k+1)
+	}
+	return n/2 + 1
 }
 
 // median of xs (the mean of the middle two for an even count); xs is not
@@ -392,16 +454,17 @@ func median(xs []float64) float64 {
 	return (s[m-1] + s[m]) / 2
 }
 
-// verdict applies the rule: a difference only when every pair is on the
-// same side of 1.0, with at least minPairs pairs. For a CPU figure a ratio
-// above 1.0 is slower; for throughput, below.
+// verdict applies the rule: a difference only when at least signNeed(n)
+// of the n pairs lie on the same side of 1.0 (all of them, up to 8 pairs).
+// For a CPU figure a ratio above 1.0 is slower; for throughput, below.
 func (s summary) verdict(higherIsBetter bool) string {
+	need := signNeed(s.n)
 	switch {
 	case s.n == 0:
 		return "no data"
-	case s.n < minPairs:
+	case need == 0:
 		return fmt.Sprintf("too few pairs (%d of %d) for a verdict", s.n, minPairs)
-	case s.lo <= 1 && s.hi >= 1:
+	case s.above < need && s.below < need:
 		return "inside the noise"
 	}
 	pct := (s.ratio - 1) * 100
@@ -416,8 +479,8 @@ func (s summary) verdict(higherIsBetter bool) string {
 }
 
 func printLoadTable(out io.Writer, workloads []string, pairs []pair) {
-	const row = "%-9s %-19s %11s %11s %8s  %-13s  %s\n"
-	fmt.Fprintf(out, row, "workload", "figure", "old median", "new median", "new/old", "pairs min–max", "verdict")
+	const row = "%-9s %-19s %11s %11s %8s  %-13s %6s  %s\n"
+	fmt.Fprintf(out, row, "workload", "figure", "old median", "new median", "new/old", "pairs min–max", "above", "verdict")
 	var notes []string
 	for _, w := range workloads {
 		// A pair counts only if both runs have the row, without a leader
@@ -450,11 +513,11 @@ func printLoadTable(out io.Writer, workloads []string, pairs []pair) {
 				prec = 0
 			}
 			fmt.Fprintf(out, row, w, f.name, strconv.FormatFloat(s.oldMedian, 'f', prec, 64), strconv.FormatFloat(s.newMedian, 'f', prec, 64),
-				fmt.Sprintf("%.3f", s.ratio), fmt.Sprintf("%.3f–%.3f", s.lo, s.hi), s.verdict(f.higherIsBetter))
+				fmt.Sprintf("%.3f", s.ratio), fmt.Sprintf("%.3f–%.3f", s.lo, s.hi), fmt.Sprintf("%d/%d", s.above, s.n), s.verdict(f.higherIsBetter))
 		}
 	}
 	fmt.Fprintln(out)
-	fmt.Fprintln(out, "per-pair new/old, in run order:")
+	fmt.Fprintln(out, "per pair, in run order: new/old, and the share of the machine's CPU that other processes used (old/new run)")
 	for _, w := range workloads {
 		for _, f := range figures {
 			var rs []string
@@ -468,12 +531,18 @@ func printLoadTable(out io.Writer, workloads []string, pairs []pair) {
 			}
 			fmt.Fprintf(out, "  %-9s %-19s %s\n", w, f.name, strings.Join(rs, " "))
 		}
+		var others []string
+		for _, p := range pairs {
+			others = append(others, fmt.Sprintf("%.0f/%.0f%%", p.old[w].Others*100, p.new[w].Others*100))
+		}
+		fmt.Fprintf(out, "  %-9s %-19s %s\n", w, "others' CPU", strings.Join(others, " "))
 	}
 	fmt.Fprintln(out)
-	fmt.Fprintf(out, "new/old is the median of the per-pair ratios. A figure is slower or faster only when every pair's\n"+
-		"ratio is on the same side of 1.0 (and at least %d pairs count): an unchanged program does that by\n"+
-		"chance 1 time in 16 per figure with 5 pairs, 1 in 64 with 7. CPU per request (from /proc) is the\n"+
-		"primary figure; throughput varies far more between runs on a shared machine.\n", minPairs)
+	fmt.Fprintf(out, "new/old is the median of the per-pair ratios; above counts the pairs above 1.0. A figure is slower\n"+
+		"or faster only when enough pairs lie on one side of 1.0 that a change making no difference does so\n"+
+		"at most 1 time in 16 (two-sided sign test): all of 5 to 8 pairs, 8 of 9, 9 of 10, 12 of 15; with\n"+
+		"fewer than %d pairs, no verdict. CPU per request (from /proc) is the primary figure; throughput\n"+
+		"varies more between runs on a shared machine.\n", minPairs)
 	for _, n := range notes {
 		fmt.Fprintln(out, "note:", n)
 	}

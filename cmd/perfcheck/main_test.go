@@ -74,6 +74,9 @@ func TestVerdict(t *testing.T) {
 		{[]float64{100, 100, 100, 100}, []float64{110, 110, 110, 110}, false, "too few pairs (4 of 5) for a verdict"},
 		{[]float64{100, 100, 100, 100, 100}, []float64{110, 110, 110, 110, 0}, false, "too few pairs (4 of 5) for a verdict"},
 		{nil, nil, false, "no data"},
+		// With 9 pairs, 8 on one side are enough; 7 are not.
+		{[]float64{100, 100, 100, 100, 100, 100, 100, 100, 100}, []float64{104, 104, 104, 104, 104, 104, 104, 104, 99}, false, "slower by 4.0%"},
+		{[]float64{100, 100, 100, 100, 100, 100, 100, 100, 100}, []float64{104, 104, 104, 104, 104, 104, 104, 99, 99}, false, "inside the noise"},
 	} {
 		if got := summarize(tc.olds, tc.news).verdict(tc.higherIsBetter); got != tc.want {
 			t.Errorf("%v → %v (higher better %v): %q, want %q", tc.olds, tc.news, tc.higherIsBetter, got, tc.want)
@@ -81,23 +84,58 @@ func TestVerdict(t *testing.T) {
 	}
 }
 
+// The sign test's threshold: the fewest of n pairs on one side that n fair
+// coin flips reach with a probability of at most 1 in 16.
+func TestSignNeed(t *testing.T) {
+	for n, want := range map[int]int{0: 0, 1: 0, 4: 0, 5: 5, 6: 6, 7: 7, 8: 8, 9: 8, 10: 9, 12: 10, 15: 12, 20: 15} {
+		if got := signNeed(n); got != want {
+			t.Errorf("signNeed(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+// Rows of one stbench -versus run become one pair per round, a old, b new.
+func TestPairsOf(t *testing.T) {
+	rows := []rowResult{
+		{Workload: "set64", Side: "a", Round: 1, LeaderCPU: 1},
+		{Workload: "set64", Side: "b", Round: 1, LeaderCPU: 2},
+		{Workload: "get64", Side: "a", Round: 1, LeaderCPU: 3},
+		{Workload: "get64", Side: "b", Round: 1, LeaderCPU: 4},
+		{Workload: "set64", Side: "b", Round: 2, LeaderCPU: 5},
+		{Workload: "set64", Side: "a", Round: 2, LeaderCPU: 6},
+	}
+	pairs := pairsOf(rows)
+	if len(pairs) != 2 {
+		t.Fatalf("%d pairs, want 2", len(pairs))
+	}
+	got := []float64{pairs[0].old["set64"].LeaderCPU, pairs[0].new["set64"].LeaderCPU, pairs[0].old["get64"].LeaderCPU,
+		pairs[0].new["get64"].LeaderCPU, pairs[1].old["set64"].LeaderCPU, pairs[1].new["set64"].LeaderCPU}
+	if !slices.Equal(got, []float64{1, 2, 3, 4, 6, 5}) {
+		t.Errorf("pairs hold %v, want [1 2 3 4 6 5]", got)
+	}
+	if _, ok := pairs[1].old["get64"]; ok {
+		t.Error("round 2 has a get64 row it never ran")
+	}
+}
+
 // The table leaves out a pair whose run saw a leader change and says so.
 func TestLoadTable(t *testing.T) {
 	row := func(ops, leader, cluster float64, changed bool) map[string]rowResult {
-		return map[string]rowResult{"set64": {Workload: "set64", OpsPerSec: ops, LeaderCPU: leader, ClusterCPU: cluster, LeaderChanged: changed}}
+		return map[string]rowResult{"set64": {Workload: "set64", OpsPerSec: ops, LeaderCPU: leader, ClusterCPU: cluster, LeaderChanged: changed, Others: 0.04}}
 	}
 	var pairs []pair
 	for i := range 6 {
 		pairs = append(pairs, pair{old: row(1000, 100, 150, false), new: row(1000, 110, 150, i == 2)})
 	}
-	pairs[4].new["set64"] = rowResult{Workload: "set64", OpsPerSec: 1000, LeaderCPU: 90, ClusterCPU: 150}
+	pairs[4].new["set64"] = rowResult{Workload: "set64", OpsPerSec: 1000, LeaderCPU: 90, ClusterCPU: 150, Others: 0.25}
 	var out bytes.Buffer
 	printLoadTable(&out, []string{"set64"}, pairs)
 	text := out.String()
 	for _, want := range []string{
-		"set64     leader CPU µs/req         100.0       110.0    1.100  0.900–1.100    inside the noise",
-		"set64     cluster CPU µs/req        150.0       150.0    1.000  1.000–1.000    inside the noise",
+		"set64     leader CPU µs/req         100.0       110.0    1.100  0.900–1.100      4/5  inside the noise",
+		"set64     cluster CPU µs/req        150.0       150.0    1.000  1.000–1.000      0/5  inside the noise",
 		"set64     leader CPU µs/req   1.100 1.100 - 1.100 0.900 1.100",
+		"set64     others' CPU         4/4% 4/4% 4/4% 4/4% 4/25% 4/4%",
 		"note: set64, pair 3: the leader changed during a run; pair left out",
 	} {
 		if !strings.Contains(text, want) {
@@ -109,19 +147,19 @@ func TestLoadTable(t *testing.T) {
 // perfcheck reads what stbench -results writes (cmd/stbench's
 // TestWriteResult checks the other side of this format).
 func TestReadResults(t *testing.T) {
-	in := `{"workload":"set64","ops_per_sec":6512.5,"requests":26050,"errors":0,"leader_cpu_us":95.25,"cluster_cpu_us":140.5,"stbench_cpu_us":12.5,"leader_changed":false}
+	in := `{"workload":"set64","side":"a","round":1,"ops_per_sec":6512.5,"requests":26050,"errors":0,"leader_cpu_us":95.25,"cluster_cpu_us":140.5,"stbench_cpu_us":12.5,"leader_changed":false,"others_cpu":0.03}
 
-{"workload":"get64","ops_per_sec":21000,"requests":84000,"errors":2,"leader_cpu_us":20.125,"cluster_cpu_us":21,"stbench_cpu_us":8,"leader_changed":true}
+{"workload":"get64","side":"b","round":2,"ops_per_sec":21000,"requests":84000,"errors":2,"leader_cpu_us":20.125,"cluster_cpu_us":21,"stbench_cpu_us":8,"leader_changed":true,"others_cpu":0.5}
 `
 	rows, err := readResults(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]rowResult{
-		"set64": {"set64", 6512.5, 26050, 0, 95.25, 140.5, 12.5, false},
-		"get64": {"get64", 21000, 84000, 2, 20.125, 21, 8, true},
+	want := []rowResult{
+		{"set64", "a", 1, 6512.5, 26050, 0, 95.25, 140.5, 12.5, false, 0.03},
+		{"get64", "b", 2, 21000, 84000, 2, 20.125, 21, 8, true, 0.5},
 	}
-	if len(rows) != 2 || rows["set64"] != want["set64"] || rows["get64"] != want["get64"] {
+	if !slices.Equal(rows, want) {
 		t.Errorf("got %+v, want %+v", rows, want)
 	}
 	if _, err := readResults(strings.NewReader("set64 6512\n")); err == nil {
@@ -162,11 +200,11 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ref != "672a9b5" || cfg.pairs != 5 || !slices.Equal(cfg.workloads, []string{"set64", "get64"}) ||
+	if cfg.ref != "672a9b5" || cfg.pairs != 5 || cfg.runs != 1 || !slices.Equal(cfg.workloads, []string{"set64", "get64"}) ||
 		!slices.Equal(cfg.stbenchFlags, []string{"-keys", "1000", "-tmp", "/var/tmp"}) || cfg.bench != defaultBench || cfg.count != 10 {
 		t.Errorf("got %+v", cfg)
 	}
-	for _, bad := range [][]string{{"-pairs", "-1"}, {"-pairs", "0", "-bench", ""}, {"-count", "0"}, {"extra"}} {
+	for _, bad := range [][]string{{"-pairs", "-1"}, {"-runs", "0"}, {"-pairs", "0", "-bench", ""}, {"-count", "0"}, {"extra"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}

@@ -119,6 +119,8 @@ type config struct {
 	certs      string // -certs: run the nodes with TLS from this dir (make certs)
 	tokenFile  string // -token-file: run the nodes with this token, and send it
 	results    string // -results: each row's figures as JSON lines, for cmd/perfcheck
+	versus     string // -versus: a second cluster from this binary, loaded in turn (versus.go)
+	rounds     int    // -rounds: with -versus, how many times each workload runs on each
 }
 
 // api is how stbench reaches the nodes' HTTP API: plain HTTP as in the
@@ -165,7 +167,11 @@ func main() {
 	// stops the nodes. The nodes get their own process group, so a Ctrl-C
 	// in the terminal reaches only us and we stop them in our own order.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err = run(ctx, cfg, os.Stdout)
+	if cfg.versus != "" {
+		err = runVersus(ctx, cfg, os.Stdout)
+	} else {
+		err = run(ctx, cfg, os.Stdout)
+	}
 	interrupted := ctx.Err() != nil
 	stop()
 	if interrupted {
@@ -197,7 +203,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&cfg.serveBare, "serve-bare", "", "(internal) serve the bare reference handler on this address")
 	fs.BoolVar(&cfg.bareLike, "serve-bare-timeouts", false, "(internal) with -serve-bare: stcached's server timeouts and Content-Type")
 	fs.StringVar(&cfg.tokenFile, "token-file", "", "run the nodes with this -token-file, and send its token; stcache only")
-	fs.StringVar(&cfg.results, "results", "", "also write each workload's figures to this file, one JSON object per line, unrounded (cmd/perfcheck reads them): workload, ops_per_sec, requests, errors, leader_cpu_us, cluster_cpu_us, stbench_cpu_us (per answered request; 0 without /proc), leader_changed")
+	fs.StringVar(&cfg.versus, "versus", "", "also start a second cluster from this stcached binary and run each workload on both in turn (a from -stcached, b from -versus; the other cluster idles meanwhile), -rounds times, alternating which goes first: the pairs cmd/perfcheck compares")
+	fs.IntVar(&cfg.rounds, "rounds", 1, "with -versus: how many rounds")
+	fs.StringVar(&cfg.results, "results", "", "also write each workload's figures to this file, one JSON object per line, unrounded (cmd/perfcheck reads them): workload, side and round (-versus), ops_per_sec, requests, errors, leader_cpu_us, cluster_cpu_us, stbench_cpu_us (per answered request; 0 without /proc), leader_changed, others_cpu (the share of the machine's CPU that other processes used meanwhile)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `stbench: start a fresh local 3-node stcache cluster and measure it.
 
@@ -272,6 +280,12 @@ Flags:
 		cfg.wrk = true
 	default:
 		return nil, fmt.Errorf("-client %q: want nethttp, pkg, raw or wrk", *clientKind)
+	}
+	if cfg.versus != "" && (cfg.target != targetStcache || cfg.wrk || cfg.scale) {
+		return nil, errors.New("-versus needs -target stcache, and works without -client wrk and -scale")
+	}
+	if cfg.rounds <= 0 {
+		return nil, errors.New("-rounds must be positive")
 	}
 	for _, name := range strings.Split(*wl, ",") {
 		w, err := parseWorkload(strings.TrimSpace(name))
@@ -448,17 +462,8 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 	defer b.close()
 	fmt.Fprintf(out, "stbench: 3 %s nodes from %s, leader %s (http %s); %d CPUs, GOMAXPROCS %d\n",
 		cfg.target, cfg.stcached, leader.name, leader.http, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-	clientKind := "net/http"
-	switch {
-	case cfg.raw:
-		clientKind = "raw"
-	case cfg.pkg:
-		clientKind = "client package (net/http underneath)"
-	case cfg.wrk:
-		clientKind = "wrk (preload by net/http)"
-	}
 	fmt.Fprintf(out, "keyspace %d keys, values %d bytes, %s per workload, %s HTTP/1.1 keep-alive clients\n",
-		cfg.keys, cfg.valueSize, cfg.duration, clientKind)
+		cfg.keys, cfg.valueSize, cfg.duration, clientName(cfg))
 
 	t0 := time.Now()
 	if err := b.preload(ctx); err != nil {
@@ -468,10 +473,8 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 	fmt.Fprintf(out, "preload: %d sets with %d clients in %s (%.0f sets/s)\n\n",
 		cfg.keys, cfg.preloadCon, el.Round(time.Millisecond), float64(cfg.keys)/el.Seconds())
 
-	// Fixed widths rather than tabwriter, so each row shows as it finishes.
-	const row = "%-9s %7s %9s %8s %8s %8s %8s %7s %6s %8s %8s %8s\n"
-	fmt.Fprintf(out, row, "workload", "clients", "ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors",
-		"batch", "leader", "cluster", "stbench")
+	l := &lane{c: c, b: b, leader: leader, term: term}
+	printHeader(out)
 	var notes []string
 	var wrkRows []wrkRow
 	for _, w := range cfg.workloads {
@@ -479,78 +482,28 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 			fmt.Fprintf(out, "%-9s %7d   skipped: %s has no strong reads\n", w.name, w.clients, cfg.target)
 			continue
 		}
-		cpu0 := c.cpuTimes(leader)
-		idx0, err := c.logIndex(ctx, leader)
-		if err != nil {
-			return err
-		}
-		closeStuck := func() {}
-		if w.stuck > 0 {
-			if cfg.target != targetStcache {
-				return fmt.Errorf("%s: stuck subscribers need -target stcache (/events)", w.name)
-			}
-			if closeStuck, err = stuckSubscribers(c.nodes, w.stuck); err != nil {
-				return err
-			}
-		}
-		if cfg.wrk {
-			wr, err := runWrk(ctx, cfg, dir, leader.http, getPrefix(cfg.target), w.clients)
-			if err != nil {
-				return err
-			}
-			cpu := c.cpuTimes(leader).sub(cpu0)
-			done := int64(wr.rps * cfg.duration.Seconds())
-			fmt.Fprintf(out, row, w.name, strconv.Itoa(w.clients), strconv.FormatFloat(wr.rps, 'f', 0, 64),
-				ms(wr.p50), ms(wr.p90), ms(wr.p99), "-", strconv.FormatInt(wr.errors, 10), "-",
-				perOp(cpu.leader, done), perOp(cpu.cluster, done), "-")
-			wrkRows = append(wrkRows, wrkRow{w, wr.rps})
-			if err := writeResult(results, w.name, wr.rps, done, wr.errors, cpu, false); err != nil {
+		if !cfg.wrk {
+			if err := l.measure(ctx, cfg, w, w.name, out, results, &notes, rowResult{Workload: w.name}); err != nil {
 				return err
 			}
 			continue
 		}
-		r, err := b.runWorkload(ctx, w)
-		closeStuck()
+		cpu0 := c.cpuTimes(l.leader)
+		wr, err := runWrk(ctx, cfg, dir, l.leader.http, getPrefix(cfg.target), w.clients)
 		if err != nil {
 			return err
 		}
-		cpu := c.cpuTimes(leader).sub(cpu0)
-		idx1, err := c.logIndex(ctx, leader)
-		if err != nil {
-			return err
-		}
-		batch := "-"
-		if r.sets > 0 && idx1 > idx0 {
-			batch = strconv.FormatFloat(float64(r.sets)/float64(idx1-idx0), 'f', 1, 64)
-		}
-		h := &r.hist
-		done := r.ok + r.httpErrs
-		fmt.Fprintf(out, row, w.name, strconv.Itoa(w.clients),
-			strconv.FormatFloat(float64(r.ok)/r.elapsed.Seconds(), 'f', 0, 64),
-			ms(h.quantile(0.50)), ms(h.quantile(0.90)), ms(h.quantile(0.99)), ms(h.max),
-			strconv.FormatInt(r.httpErrs+r.netErrs, 10), batch,
-			perOp(cpu.leader, done), perOp(cpu.cluster, done), perOp(cpu.self, done))
-		if r.httpErrs+r.netErrs > 0 {
-			notes = append(notes, fmt.Sprintf("%s: %d non-200 answers, %d transport errors; first: %s",
-				w.name, r.httpErrs, r.netErrs, r.firstErr))
-		}
-		// A leader change invalidates the row (elections, redirects), and
-		// the next workload must target the new leader.
-		now, nowTerm, err := c.waitReady(ctx, 60*time.Second)
-		if err != nil {
-			return err
-		}
-		changed := now != leader || nowTerm != term
-		if changed {
-			notes = append(notes, fmt.Sprintf("%s: leader changed during the run: %s in term %d, now %s in term %d",
-				w.name, leader.name, term, now.name, nowTerm))
-			leader, term = now, nowTerm
-			b.base.Host = leader.http
-		}
-		if err := writeResult(results, w.name, float64(r.ok)/r.elapsed.Seconds(), done, r.httpErrs+r.netErrs, cpu, changed); err != nil {
+		cpu := c.cpuTimes(l.leader).sub(cpu0)
+		done := int64(wr.rps * cfg.duration.Seconds())
+		fmt.Fprintf(out, row, w.name, strconv.Itoa(w.clients), strconv.FormatFloat(wr.rps, 'f', 0, 64),
+			ms(wr.p50), ms(wr.p90), ms(wr.p99), "-", strconv.FormatInt(wr.errors, 10), "-",
+			perOp(cpu.leader, done), perOp(cpu.cluster, done), "-")
+		wrkRows = append(wrkRows, wrkRow{w, wr.rps})
+		if err := writeResult(results, rowResult{Workload: w.name}, wr.rps, done, wr.errors, cpu); err != nil {
 			return err
 		}
 	}
+	leader = l.leader
 	if len(wrkRows) > 0 {
 		// The references, in the same sitting: the same wrk load against a
 		// bare net/http handler that writes 100 bytes, then against one
@@ -592,6 +545,8 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 // figures are microseconds per answered request, 0 where /proc is missing.
 type rowResult struct {
 	Workload      string  `json:"workload"`
+	Side          string  `json:"side,omitempty"`  // with -versus: a (-stcached) or b (-versus)
+	Round         int     `json:"round,omitempty"` // with -versus: from 1
 	OpsPerSec     float64 `json:"ops_per_sec"`
 	Requests      int64   `json:"requests"` // answered requests: the CPU figures' divisor
 	Errors        int64   `json:"errors"`
@@ -599,17 +554,20 @@ type rowResult struct {
 	ClusterCPU    float64 `json:"cluster_cpu_us"`
 	StbenchCPU    float64 `json:"stbench_cpu_us"`
 	LeaderChanged bool    `json:"leader_changed"`
+	Others        float64 `json:"others_cpu"` // share of the machine's CPU others used meanwhile (see measure)
 }
 
-func writeResult(w io.Writer, name string, opsPerSec float64, requests, errs int64, cpu cpuSample, leaderChanged bool) error {
+// writeResult fills row's figures in and writes it as a line of -results.
+func writeResult(w io.Writer, row rowResult, opsPerSec float64, requests, errs int64, cpu cpuSample) error {
 	per := func(d time.Duration) float64 {
 		if d <= 0 || requests <= 0 {
 			return 0
 		}
 		return float64(d.Nanoseconds()) / 1e3 / float64(requests)
 	}
-	b, err := json.Marshal(rowResult{Workload: name, OpsPerSec: opsPerSec, Requests: requests, Errors: errs,
-		LeaderCPU: per(cpu.leader), ClusterCPU: per(cpu.cluster), StbenchCPU: per(cpu.self), LeaderChanged: leaderChanged})
+	row.OpsPerSec, row.Requests, row.Errors = opsPerSec, requests, errs
+	row.LeaderCPU, row.ClusterCPU, row.StbenchCPU = per(cpu.leader), per(cpu.cluster), per(cpu.self)
+	b, err := json.Marshal(row)
 	if err != nil {
 		return err
 	}
@@ -617,6 +575,119 @@ func writeResult(w io.Writer, name string, opsPerSec float64, requests, errs int
 		return fmt.Errorf("-results: %w", err)
 	}
 	return nil
+}
+
+// Fixed widths rather than tabwriter, so each row shows as it finishes.
+const row = "%-9s %7s %9s %8s %8s %8s %8s %7s %6s %8s %8s %8s\n"
+
+func printHeader(out io.Writer) {
+	fmt.Fprintf(out, row, "workload", "clients", "ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors",
+		"batch", "leader", "cluster", "stbench")
+}
+
+// lane is a cluster under load: its nodes, the load generator aimed at its
+// leader, and that leader.
+type lane struct {
+	c      *cluster
+	b      *bencher
+	leader *node
+	term   uint64
+}
+
+// measure runs w against the lane's leader, prints its row under label and
+// writes it to results (base gives the row's name, side and round). A
+// leader change is noted and followed, so that the next workload goes to
+// the new leader.
+//
+// It also reports how much of the machine's CPU others used meanwhile:
+// everything the machine ran (/proc/stat) less this cluster's nodes and
+// stbench itself, as a share of wall time × CPUs. Others include an idle
+// second cluster (-versus) and anything else on the machine; the load
+// average cannot say this, since it counts the run itself.
+func (l *lane) measure(ctx context.Context, cfg *config, w workload, label string, out, results io.Writer, notes *[]string, base rowResult) error {
+	c := l.c
+	busy0, wall0 := machineBusy(), time.Now()
+	cpu0 := c.cpuTimes(l.leader)
+	idx0, err := c.logIndex(ctx, l.leader)
+	if err != nil {
+		return err
+	}
+	closeStuck := func() {}
+	if w.stuck > 0 {
+		if cfg.target != targetStcache {
+			return fmt.Errorf("%s: stuck subscribers need -target stcache (/events)", w.name)
+		}
+		if closeStuck, err = stuckSubscribers(c.nodes, w.stuck); err != nil {
+			return err
+		}
+	}
+	r, err := l.b.runWorkload(ctx, w)
+	closeStuck()
+	if err != nil {
+		return err
+	}
+	cpu := c.cpuTimes(l.leader).sub(cpu0)
+	if busy := machineBusy() - busy0; busy0 > 0 && cpu.cluster > 0 {
+		base.Others = max(0, float64(busy-cpu.cluster-cpu.self)/(float64(time.Since(wall0))*float64(runtime.NumCPU())))
+	}
+	idx1, err := c.logIndex(ctx, l.leader)
+	if err != nil {
+		return err
+	}
+	batch := "-"
+	if r.sets > 0 && idx1 > idx0 {
+		batch = strconv.FormatFloat(float64(r.sets)/float64(idx1-idx0), 'f', 1, 64)
+	}
+	h := &r.hist
+	done := r.ok + r.httpErrs
+	fmt.Fprintf(out, row, label, strconv.Itoa(w.clients),
+		strconv.FormatFloat(float64(r.ok)/r.elapsed.Seconds(), 'f', 0, 64),
+		ms(h.quantile(0.50)), ms(h.quantile(0.90)), ms(h.quantile(0.99)), ms(h.max),
+		strconv.FormatInt(r.httpErrs+r.netErrs, 10), batch,
+		perOp(cpu.leader, done), perOp(cpu.cluster, done), perOp(cpu.self, done))
+	if r.httpErrs+r.netErrs > 0 {
+		*notes = append(*notes, fmt.Sprintf("%s: %d non-200 answers, %d transport errors; first: %s",
+			label, r.httpErrs, r.netErrs, r.firstErr))
+	}
+	// A leader change invalidates the row (elections, redirects), and
+	// the next workload must target the new leader.
+	now, nowTerm, err := c.waitReady(ctx, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	if now != l.leader || nowTerm != l.term {
+		*notes = append(*notes, fmt.Sprintf("%s: leader changed during the run: %s in term %d, now %s in term %d",
+			label, l.leader.name, l.term, now.name, nowTerm))
+		l.leader, l.term = now, nowTerm
+		l.b.base.Host = now.http
+		base.LeaderChanged = true
+	}
+	return writeResult(results, base, float64(r.ok)/r.elapsed.Seconds(), done, r.httpErrs+r.netErrs, cpu)
+}
+
+// machineBusy is the CPU time the machine has run since boot, all processes
+// and the hypervisor's other guests (steal) together: /proc/stat's user,
+// nice, system and steal. Interrupt and softirq time are left out, since
+// much of theirs is the run's own loopback traffic. 0 without /proc/stat.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks uint64
+	for _, i := range []int{1, 2, 3, 8} { // user nice system steal
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return 0
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100, as in procCPU
 }
 
 // cpuSample is the CPU time (user+system) used so far by the leader, by all

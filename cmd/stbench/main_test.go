@@ -156,16 +156,33 @@ func TestPkgRequests(t *testing.T) {
 func TestWriteResult(t *testing.T) {
 	var b strings.Builder
 	cpu := cpuSample{leader: 2 * time.Second, cluster: 3 * time.Second, self: 500 * time.Millisecond}
-	if err := writeResult(&b, "set64", 6512.5, 30000, 2, cpu, true); err != nil {
+	if err := writeResult(&b, rowResult{Workload: "set64", Side: "b", Round: 2, LeaderChanged: true}, 6512.5, 30000, 2, cpu); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeResult(&b, "get64", 100, 0, 0, cpuSample{}, false); err != nil {
+	if err := writeResult(&b, rowResult{Workload: "get64"}, 100, 0, 0, cpuSample{}); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"workload":"set64","ops_per_sec":6512.5,"requests":30000,"errors":2,"leader_cpu_us":66.66666666666667,"cluster_cpu_us":100,"stbench_cpu_us":16.666666666666668,"leader_changed":true}
-{"workload":"get64","ops_per_sec":100,"requests":0,"errors":0,"leader_cpu_us":0,"cluster_cpu_us":0,"stbench_cpu_us":0,"leader_changed":false}
+	want := `{"workload":"set64","side":"b","round":2,"ops_per_sec":6512.5,"requests":30000,"errors":2,"leader_cpu_us":66.66666666666667,"cluster_cpu_us":100,"stbench_cpu_us":16.666666666666668,"leader_changed":true,"others_cpu":0}
+{"workload":"get64","ops_per_sec":100,"requests":0,"errors":0,"leader_cpu_us":0,"cluster_cpu_us":0,"stbench_cpu_us":0,"leader_changed":false,"others_cpu":0}
 `
 	if b.String() != want {
 		t.Errorf("got\n%swant\n%s", b.String(), want)
+	}
+}
+
+// -versus compares two stcache binaries on the plain load only.
+func TestVersusFlags(t *testing.T) {
+	cfg, err := parseFlags([]string{"-versus", "./other", "-rounds", "3"})
+	if err != nil || cfg.versus != "./other" || cfg.rounds != 3 {
+		t.Errorf("got %+v, %v", cfg, err)
+	}
+	for _, bad := range [][]string{
+		{"-versus", "x", "-scale"},
+		{"-versus", "x", "-target", "hraftd"},
+		{"-rounds", "0"},
+	} {
+		if _, err := parseFlags(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }
