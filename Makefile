@@ -118,15 +118,15 @@ gobench:
 
 # Is the working tree slower or faster than REF, beyond the noise? Builds REF
 # (in a temporary git worktree) and the working tree, starts a cluster of each
-# (stbench -versus) and runs every workload on one then the other, PAIRS
-# times (over RUNS pairs of fresh clusters), and prints per workload the
+# (stbench -versus) and runs every workload on one then the other, ROUNDS
+# times, for each of PAIRS fresh pairs of clusters, and prints per workload the
 # median new/old ratio of CPU per request (leader, cluster) and of
 # throughput, with the range and a verdict; then the in-process benchmarks
 # matching BENCH, COUNT runs per tree, through benchstat. PAIRS=0 skips the
 # load, BENCH= the benchmarks. See docs/performance.md, "Checking a change".
 REF       ?= HEAD~1
 PAIRS     ?= 5
-RUNS      ?= 1
+ROUNDS    ?= 2
 WORKLOADS ?= set64,get64
 DURATION  ?= 4s
 CLIENT    ?= raw
@@ -134,7 +134,7 @@ BENCH     ?= HTTPHandler|Committer|Apply|Cache
 COUNT     ?= 10
 PERFFLAGS ?=
 perfcheck:
-	$(GO) run ./cmd/perfcheck -ref '$(REF)' -pairs $(PAIRS) -runs $(RUNS) -workloads '$(WORKLOADS)' -duration $(DURATION) \
+	$(GO) run ./cmd/perfcheck -ref '$(REF)' -pairs $(PAIRS) -rounds $(ROUNDS) -workloads '$(WORKLOADS)' -duration $(DURATION) \
 	  -client $(CLIENT) -bench '$(BENCH)' -count $(COUNT) $(PERFFLAGS)
 
 # The long fault test (5 nodes, 10 clients, 5 minutes; make test runs the short one

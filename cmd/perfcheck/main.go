@@ -4,12 +4,16 @@
 // It checks REF out into a temporary git worktree (removed afterwards),
 // builds stcached there and in the working tree, and builds cmd/stbench
 // once, from the working tree, so both sides get the same load generator.
-// Then it runs stbench -versus: two 3-node clusters side by side, the old
-// binary's and the new one's, each workload run on one and then the other
-// (the old first in odd rounds, the new first in even ones) while the other
-// idles. One round gives one pair per workload, two runs a few seconds
-// apart, so whatever else the machine does weighs on both alike. -pairs
-// rounds in all, spread over -runs stbench runs (fresh clusters each).
+// Then, -pairs times, it runs stbench -versus: two fresh 3-node clusters
+// side by side, the old binary's and the new one's, each workload run on one
+// and then the other (the old first in odd rounds, the new first in even
+// ones) while the other idles, -rounds times. A pair's two runs of a
+// workload are seconds apart, so whatever else the machine does weighs on
+// both alike; the pair's figure per side is the median over its rounds. The
+// pair, not the round, is what the verdict counts: the same two clusters
+// serve every round of a run, and a cluster's own state (its batching
+// rhythm, its heap) can favour it throughout (an old-against-old check saw
+// one side cheaper in 7 of 8 rounds).
 //
 // For every workload it prints the median of the per-pair ratios new/old,
 // their range and how many lie above 1.0, for three figures: leader CPU per
@@ -35,7 +39,7 @@
 //
 // Usage (make perfcheck REF=<commit> does the same):
 //
-//	go run ./cmd/perfcheck -ref HEAD~1 [-pairs 5] [-runs 1] [-workloads set64,get64] [-duration 4s] [-client raw]
+//	go run ./cmd/perfcheck -ref HEAD~1 [-pairs 5] [-rounds 2] [-workloads set64,get64] [-duration 4s] [-client raw]
 //	    [-bench 'HTTPHandler|Committer|Apply|Cache'] [-count 10]
 package main
 
@@ -64,7 +68,7 @@ import (
 type config struct {
 	ref          string
 	pairs        int
-	runs         int
+	rounds       int
 	workloads    []string
 	duration     time.Duration
 	client       string
@@ -111,8 +115,8 @@ func parseFlags(args []string) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("perfcheck", flag.ContinueOnError)
 	fs.StringVar(&cfg.ref, "ref", "HEAD~1", "the git revision to compare the working tree with")
-	fs.IntVar(&cfg.pairs, "pairs", 5, "how many old/new pairs per workload (0: no load runs); a verdict needs at least 5")
-	fs.IntVar(&cfg.runs, "runs", 1, "over how many stbench runs (fresh clusters) the pairs are spread")
+	fs.IntVar(&cfg.pairs, "pairs", 5, "how many pairs: stbench -versus runs, each with a fresh old and new cluster (0: no load runs); a verdict needs at least 5")
+	fs.IntVar(&cfg.rounds, "rounds", 2, "rounds per pair: each workload runs this many times on each cluster, alternating which goes first; the pair's figure is the median")
 	wl := fs.String("workloads", "set64,get64", "stbench workloads, comma-separated")
 	fs.DurationVar(&cfg.duration, "duration", 4*time.Second, "how long each workload runs in each run")
 	fs.StringVar(&cfg.client, "client", "raw", "stbench's -client: raw costs the load generator least, so the server's share shows most")
@@ -126,9 +130,9 @@ func parseFlags(args []string) (*config, error) {
 		fmt.Fprintf(fs.Output(), `perfcheck: is the working tree slower or faster than -ref, beyond the noise?
 
 It builds -ref (in a temporary git worktree) and the working tree, and runs
-stbench -versus (built from the working tree): a cluster of each, every
-workload on one then the other, for -pairs rounds, alternating which goes
-first. Per workload it prints the median new/old ratio, the range and the
+stbench -versus (built from the working tree) -pairs times: a fresh cluster
+of each, every workload on one then the other, -rounds times, alternating
+which goes first. Per workload it prints the median new/old ratio, the range and the
 count above 1.0 of the per-pair ratios of leader CPU per request, cluster
 CPU per request and throughput. A figure is "slower by X%%" or "faster by
 X%%" only when enough pairs agree that no-change would do it at most 1 time
@@ -146,8 +150,8 @@ Flags:
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if cfg.pairs < 0 || cfg.runs <= 0 || cfg.count <= 0 || cfg.duration <= 0 {
-		return nil, errors.New("-pairs must be 0 or more, -runs, -count and -duration positive")
+	if cfg.pairs < 0 || cfg.rounds <= 0 || cfg.count <= 0 || cfg.duration <= 0 {
+		return nil, errors.New("-pairs must be 0 or more, -rounds, -count and -duration positive")
 	}
 	if cfg.pairs == 0 && cfg.bench == "" {
 		return nil, errors.New("nothing to do: -pairs 0 and -bench empty")
@@ -260,8 +264,8 @@ type rowResult struct {
 	Others        float64 `json:"others_cpu"`
 }
 
-// pair is one round of stbench -versus: each workload's row on the old
-// binary and on the new.
+// pair is one stbench -versus run: each workload's figures on the old
+// binary and on the new (see pairOf).
 type pair struct{ old, new map[string]rowResult }
 
 // figure is one column compared: how to read it from a row, and which way
@@ -281,25 +285,17 @@ var figures = []figure{
 func loadPairs(ctx context.Context, cfg *config, tmp, stbench string, old, cur tree, out, progress io.Writer) error {
 	load0 := loadAvg()
 	var pairs []pair
-	for run := 1; run <= cfg.runs; run++ {
-		// The pairs spread over the runs, the first ones taking any rest.
-		rounds := cfg.pairs / cfg.runs
-		if run <= cfg.pairs%cfg.runs {
-			rounds++
-		}
-		if rounds == 0 {
-			continue
-		}
-		fmt.Fprintf(progress, "stbench run %d of %d: %d rounds (a = old, b = new)\n", run, cfg.runs, rounds)
-		rows, err := stbenchRun(ctx, cfg, tmp, stbench, old, cur, run, rounds, progress)
+	for run := 1; run <= cfg.pairs; run++ {
+		fmt.Fprintf(progress, "pair %d of %d: stbench -versus, %d rounds (a = old, b = new)\n", run, cfg.pairs, cfg.rounds)
+		rows, err := stbenchRun(ctx, cfg, tmp, stbench, old, cur, run, progress)
 		if err != nil {
 			return err
 		}
-		pairs = append(pairs, pairsOf(rows)...)
+		pairs = append(pairs, pairOf(rows))
 	}
-	fmt.Fprintf(out, "load: stbench -versus, %d pairs in %d run(s), -client %s -duration %s -workloads %s%s;\n",
-		cfg.pairs, cfg.runs, cfg.client, cfg.duration, strings.Join(cfg.workloads, ","), prefixed(" ", strings.Join(cfg.stbenchFlags, " ")))
-	fmt.Fprintf(out, "      a pair is one workload run on the old cluster and on the new, in turn (old first in odd rounds)\n")
+	fmt.Fprintf(out, "load: %d pairs, each a stbench -versus run: a fresh old and new cluster side by side, every workload run\n"+
+		"      on one then the other, %d rounds (old first in odd rounds); -client %s -duration %s -workloads %s%s\n",
+		cfg.pairs, cfg.rounds, cfg.client, cfg.duration, strings.Join(cfg.workloads, ","), prefixed(" ", strings.Join(cfg.stbenchFlags, " ")))
 	fmt.Fprintf(out, "      1-minute load average %s before, %s after (the runs' own load included); %d CPUs\n\n", load0, loadAvg(), runtime.NumCPU())
 	printLoadTable(out, cfg.workloads, pairs)
 	return nil
@@ -308,9 +304,9 @@ func loadPairs(ctx context.Context, cfg *config, tmp, stbench string, old, cur t
 // stbenchRun runs stbench once with both binaries, old as a and new as b,
 // for rounds rounds, streams its table to progress, and reads its
 // -results.
-func stbenchRun(ctx context.Context, cfg *config, tmp, stbench string, old, cur tree, run, rounds int, progress io.Writer) ([]rowResult, error) {
-	base := filepath.Join(tmp, fmt.Sprintf("run%d", run))
-	args := []string{"-stcached", old.bin, "-versus", cur.bin, "-rounds", strconv.Itoa(rounds), "-client", cfg.client,
+func stbenchRun(ctx context.Context, cfg *config, tmp, stbench string, old, cur tree, run int, progress io.Writer) ([]rowResult, error) {
+	base := filepath.Join(tmp, fmt.Sprintf("pair%d", run))
+	args := []string{"-stcached", old.bin, "-versus", cur.bin, "-rounds", strconv.Itoa(cfg.rounds), "-client", cfg.client,
 		"-duration", cfg.duration.String(), "-workloads", strings.Join(cfg.workloads, ","), "-results", base + ".json"}
 	args = append(args, cfg.stbenchFlags...)
 	var log bytes.Buffer
@@ -330,31 +326,50 @@ func stbenchRun(ctx context.Context, cfg *config, tmp, stbench string, old, cur 
 	return readResults(f)
 }
 
-// pairsOf groups one stbench -versus run's rows into pairs, one per round:
-// side a is the old binary, b the new.
-func pairsOf(rows []rowResult) []pair {
-	byRound := map[int]*pair{}
-	var order []int
+// pairOf makes one stbench -versus run's rows (side a: the old binary, b:
+// the new) into a pair: per side and workload, the median of each figure
+// over the rounds, the errors summed, and a leader change in any round
+// marking the whole pair. Every round is a few seconds from its partner
+// on the other side, but the two clusters stay the same for the whole run,
+// and a cluster's own state (its batching rhythm, its heap) can favour it
+// in every round: so the pair, a fresh pair of clusters, is the unit the
+// verdict counts, not the round.
+func pairOf(rows []rowResult) pair {
+	bySide := map[string]map[string][]rowResult{"a": {}, "b": {}}
 	for _, r := range rows {
-		p := byRound[r.Round]
-		if p == nil {
-			p = &pair{old: map[string]rowResult{}, new: map[string]rowResult{}}
-			byRound[r.Round] = p
-			order = append(order, r.Round)
-		}
-		switch r.Side {
-		case "a":
-			p.old[r.Workload] = r
-		case "b":
-			p.new[r.Workload] = r
+		if m := bySide[r.Side]; m != nil {
+			m[r.Workload] = append(m[r.Workload], r)
 		}
 	}
-	slices.Sort(order)
-	var pairs []pair
-	for _, n := range order {
-		pairs = append(pairs, *byRound[n])
+	merge := func(rs []rowResult) rowResult {
+		m := rowResult{Workload: rs[0].Workload, Side: rs[0].Side}
+		get := func(f func(rowResult) float64) float64 {
+			var xs []float64
+			for _, r := range rs {
+				xs = append(xs, f(r))
+			}
+			return median(xs)
+		}
+		m.OpsPerSec = get(func(r rowResult) float64 { return r.OpsPerSec })
+		m.LeaderCPU = get(func(r rowResult) float64 { return r.LeaderCPU })
+		m.ClusterCPU = get(func(r rowResult) float64 { return r.ClusterCPU })
+		m.StbenchCPU = get(func(r rowResult) float64 { return r.StbenchCPU })
+		m.Others = get(func(r rowResult) float64 { return r.Others })
+		for _, r := range rs {
+			m.Requests += r.Requests
+			m.Errors += r.Errors
+			m.LeaderChanged = m.LeaderChanged || r.LeaderChanged
+		}
+		return m
 	}
-	return pairs
+	p := pair{old: map[string]rowResult{}, new: map[string]rowResult{}}
+	for w, rs := range bySide["a"] {
+		p.old[w] = merge(rs)
+	}
+	for w, rs := range bySide["b"] {
+		p.new[w] = merge(rs)
+	}
+	return p
 }
 
 // readResults reads stbench -results' JSON lines.
@@ -517,7 +532,7 @@ func printLoadTable(out io.Writer, workloads []string, pairs []pair) {
 		}
 	}
 	fmt.Fprintln(out)
-	fmt.Fprintln(out, "per pair, in run order: new/old, and the share of the machine's CPU that other processes used (old/new run)")
+	fmt.Fprintln(out, "per pair, in run order: new/old, and the share of the machine's CPU that other processes used (old/new)")
 	for _, w := range workloads {
 		for _, f := range figures {
 			var rs []string

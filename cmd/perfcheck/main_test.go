@@ -94,27 +94,27 @@ func TestSignNeed(t *testing.T) {
 	}
 }
 
-// Rows of one stbench -versus run become one pair per round, a old, b new.
-func TestPairsOf(t *testing.T) {
+// The rows of one stbench -versus run make one pair: per side (a old, b
+// new) and workload, the median over the rounds; errors add up, and a
+// leader change in any round marks the pair.
+func TestPairOf(t *testing.T) {
 	rows := []rowResult{
-		{Workload: "set64", Side: "a", Round: 1, LeaderCPU: 1},
-		{Workload: "set64", Side: "b", Round: 1, LeaderCPU: 2},
+		{Workload: "set64", Side: "a", Round: 1, LeaderCPU: 10, OpsPerSec: 100, Requests: 5, Errors: 1},
+		{Workload: "set64", Side: "b", Round: 1, LeaderCPU: 20, OpsPerSec: 200},
 		{Workload: "get64", Side: "a", Round: 1, LeaderCPU: 3},
-		{Workload: "get64", Side: "b", Round: 1, LeaderCPU: 4},
-		{Workload: "set64", Side: "b", Round: 2, LeaderCPU: 5},
-		{Workload: "set64", Side: "a", Round: 2, LeaderCPU: 6},
+		{Workload: "get64", Side: "b", Round: 1, LeaderCPU: 4, LeaderChanged: true},
+		{Workload: "set64", Side: "b", Round: 2, LeaderCPU: 30, OpsPerSec: 100},
+		{Workload: "set64", Side: "a", Round: 2, LeaderCPU: 14, OpsPerSec: 300, Requests: 7, Errors: 2},
+		{Workload: "get64", Side: "b", Round: 2, LeaderCPU: 6},
+		{Workload: "get64", Side: "a", Round: 2, LeaderCPU: 5},
 	}
-	pairs := pairsOf(rows)
-	if len(pairs) != 2 {
-		t.Fatalf("%d pairs, want 2", len(pairs))
+	p := pairOf(rows)
+	o, n := p.old["set64"], p.new["set64"]
+	if o.LeaderCPU != 12 || o.OpsPerSec != 200 || o.Requests != 12 || o.Errors != 3 || n.LeaderCPU != 25 || n.OpsPerSec != 150 {
+		t.Errorf("set64: old %+v, new %+v", o, n)
 	}
-	got := []float64{pairs[0].old["set64"].LeaderCPU, pairs[0].new["set64"].LeaderCPU, pairs[0].old["get64"].LeaderCPU,
-		pairs[0].new["get64"].LeaderCPU, pairs[1].old["set64"].LeaderCPU, pairs[1].new["set64"].LeaderCPU}
-	if !slices.Equal(got, []float64{1, 2, 3, 4, 6, 5}) {
-		t.Errorf("pairs hold %v, want [1 2 3 4 6 5]", got)
-	}
-	if _, ok := pairs[1].old["get64"]; ok {
-		t.Error("round 2 has a get64 row it never ran")
+	if p.old["get64"].LeaderCPU != 4 || p.new["get64"].LeaderCPU != 5 || !p.new["get64"].LeaderChanged || p.old["get64"].LeaderChanged {
+		t.Errorf("get64: old %+v, new %+v", p.old["get64"], p.new["get64"])
 	}
 }
 
@@ -200,11 +200,11 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ref != "672a9b5" || cfg.pairs != 5 || cfg.runs != 1 || !slices.Equal(cfg.workloads, []string{"set64", "get64"}) ||
+	if cfg.ref != "672a9b5" || cfg.pairs != 5 || cfg.rounds != 2 || !slices.Equal(cfg.workloads, []string{"set64", "get64"}) ||
 		!slices.Equal(cfg.stbenchFlags, []string{"-keys", "1000", "-tmp", "/var/tmp"}) || cfg.bench != defaultBench || cfg.count != 10 {
 		t.Errorf("got %+v", cfg)
 	}
-	for _, bad := range [][]string{{"-pairs", "-1"}, {"-runs", "0"}, {"-pairs", "0", "-bench", ""}, {"-count", "0"}, {"extra"}} {
+	for _, bad := range [][]string{{"-pairs", "-1"}, {"-rounds", "0"}, {"-pairs", "0", "-bench", ""}, {"-count", "0"}, {"extra"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
