@@ -229,7 +229,10 @@ func TestCommitterReportsIndex(t *testing.T) {
 // queued) must not hold up a stop: close returns, the write in flight gets
 // errAbandoned (it may have happened), a queued one errStopping.
 func TestCommitterClosesWhileApplyHangs(t *testing.T) {
-	entered := make(chan struct{})
+	// Buffered: the apply's send must not depend on this goroutine having
+	// reached its receive yet (unbuffered, the send was dropped once under
+	// load and the test hung until the 10-minute timeout).
+	entered := make(chan struct{}, 1)
 	never := make(chan struct{})
 	defer close(never) // lets the stuck apply goroutine end with the test
 	c := newCommitter(func([]byte) (uint64, error) {
