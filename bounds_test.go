@@ -133,8 +133,8 @@ func TestMemoryCap(t *testing.T) {
 		t.Fatalf("set after freeing room: %d %q", r.code, r.body)
 	}
 
-	// Writers racing for the last room: in-flight writes count, so no node
-	// ever passes the cap.
+	// Writers racing for the last room: the leader counts writes in flight,
+	// and Apply holds the cap whatever gets past it: no node passes it.
 	var wg sync.WaitGroup
 	var okN, fullN atomic.Int32
 	for w := range 16 {
