@@ -30,10 +30,15 @@ var errAbandoned = errors.New("node shut down while the write was in flight (it 
 // just answered to send their next write (see gather), at most one more
 // commit's time. A lone client pays no wait.
 type committer struct {
-	apply func(entry []byte) (index uint64, err error)
+	// apply commits and applies one entry; refused lists the positions of
+	// the writes that Apply refused for the cap (see capRefusals).
+	apply func(entry []byte) (index uint64, refused []int, err error)
 	// onBatch, if set before the first write, hears how many writes each
 	// entry carried (for /metrics; a hook, so this file knows no metrics).
 	onBatch func(writes int)
+	// maxBytes, set before the first write, is the cap every entry carries
+	// for Apply to hold its sets to (0: none).
+	maxBytes int64
 
 	mu      sync.Mutex
 	pending []*pendingWrite
@@ -52,7 +57,7 @@ type pendingWrite struct {
 
 var pendingPool = sync.Pool{New: func() any { return &pendingWrite{done: make(chan error, 1)} }}
 
-func newCommitter(apply func([]byte) (uint64, error)) *committer {
+func newCommitter(apply func([]byte) (uint64, []int, error)) *committer {
 	c := &committer{
 		apply: apply,
 		wake:  make(chan struct{}, 1),
@@ -64,7 +69,9 @@ func newCommitter(apply func([]byte) (uint64, error)) *committer {
 }
 
 // submit queues cmd for the next batch and waits for that batch's outcome:
-// the index of the log entry that carried it, or an error.
+// the index of the log entry that carried it, or an error: errCacheFull if
+// Apply refused it for the cap (it changed nothing; the rest of its batch
+// may have been applied).
 func (c *committer) submit(cmd command) (uint64, error) {
 	p := pendingPool.Get().(*pendingWrite)
 	p.cmd = cmd
@@ -104,19 +111,19 @@ func (c *committer) run() {
 			if len(batch) == 0 {
 				break
 			}
-			size := 16
+			size := 26 // version, cap, count
 			for _, p := range cmds {
 				size += len(p.key) + len(p.value) + 12
 			}
 			// A fresh buffer each time: Raft keeps the slice until the
 			// entry is stored and replicated.
 			start := time.Now()
-			entry := encodeCommands(make([]byte, 0, size), cmds)
+			entry := encodeEntry(make([]byte, 0, size), c.maxBytes, cmds)
 			// Apply runs aside so that a stop is never held up by a Raft
 			// that does not answer (after its shutdown it may not).
 			go func() {
-				index, err := c.apply(entry)
-				applied <- applyResult{index, err}
+				index, refused, err := c.apply(entry)
+				applied <- applyResult{index, refused, err}
 			}()
 			var res applyResult
 			stopped := false
@@ -130,9 +137,15 @@ func (c *committer) run() {
 			if c.onBatch != nil {
 				c.onBatch(answered)
 			}
+			refused := res.refused
 			for i, p := range batch {
 				p.index = res.index
-				p.done <- res.err
+				if len(refused) > 0 && refused[0] == i {
+					p.done <- errCacheFull
+					refused = refused[1:]
+				} else {
+					p.done <- res.err
+				}
 				batch[i] = nil
 			}
 			clear(cmds)
@@ -182,8 +195,9 @@ func (c *committer) gather(answered int, limit time.Duration) {
 }
 
 type applyResult struct {
-	index uint64
-	err   error
+	index   uint64
+	refused []int
+	err     error
 }
 
 // closeQueue refuses every write still queued and every later one.

@@ -201,13 +201,13 @@ func TestCommitterGathersAnsweredWriters(t *testing.T) {
 
 // indexed adapts an apply that only fails or not to the committer's, giving
 // entries the indices 1, 2, 3...
-func indexed(apply func([]byte) error) func([]byte) (uint64, error) {
+func indexed(apply func([]byte) error) func([]byte) (uint64, []int, error) {
 	var next atomic.Uint64
-	return func(entry []byte) (uint64, error) {
+	return func(entry []byte) (uint64, []int, error) {
 		if err := apply(entry); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
-		return next.Add(1), nil
+		return next.Add(1), nil, nil
 	}
 }
 
@@ -218,10 +218,76 @@ func submitErr(c *committer, cmd command) error {
 
 // Every write of a batch learns the index of the entry that carried it.
 func TestCommitterReportsIndex(t *testing.T) {
-	c := newCommitter(func([]byte) (uint64, error) { return 42, nil })
+	c := newCommitter(func([]byte) (uint64, []int, error) { return 42, nil, nil })
 	defer c.close()
 	if index, err := c.submit(command{op: opSet, key: "k", value: "v"}); err != nil || index != 42 {
 		t.Fatalf("submit = %d, %v; want 42", index, err)
+	}
+}
+
+// The committer puts its cap into every entry, and a write that Apply
+// refused for it is answered errCacheFull while the rest of its batch
+// succeeds.
+func TestCommitterAnswersCapRefusals(t *testing.T) {
+	release := make(chan struct{})
+	first := make(chan struct{})
+	var calls atomic.Int32
+	c := newCommitter(func(entry []byte) (uint64, []int, error) {
+		limit, cmds, err := decodeEntry(entry)
+		if err != nil || limit != 1000 {
+			return 0, nil, fmt.Errorf("entry with cap %d: %v", limit, err)
+		}
+		if calls.Add(1) == 1 {
+			close(first)
+			<-release // hold the first batch, so the rest make one batch
+		}
+		var refused []int
+		for i, cmd := range cmds {
+			if cmd.value == "big" {
+				refused = append(refused, i)
+			}
+		}
+		return 7, refused, nil
+	})
+	c.maxBytes = 1000
+	defer c.close()
+	type answer struct {
+		value string
+		index uint64
+		err   error
+	}
+	answers := make(chan answer, 10)
+	submit := func(i int, value string) {
+		index, err := c.submit(command{op: opSet, key: fmt.Sprint("k", i), value: value})
+		answers <- answer{value, index, err}
+	}
+	go submit(0, "small")
+	<-first
+	for i := 1; i <= 6; i++ {
+		go submit(i, map[bool]string{true: "big", false: "small"}[i%2 == 0])
+	}
+	waitFor(t, 10*time.Second, "6 writes queued", func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.pending) != 6 {
+			return fmt.Errorf("%d pending", len(c.pending))
+		}
+		return nil
+	})
+	close(release)
+	full := 0
+	for range 7 {
+		a := <-answers
+		switch {
+		case a.value == "big" && errors.Is(a.err, errCacheFull):
+			full++
+		case a.value == "small" && a.err == nil && a.index == 7:
+		default:
+			t.Fatalf("write of %q answered %d, %v", a.value, a.index, a.err)
+		}
+	}
+	if full != 3 || calls.Load() != 2 {
+		t.Fatalf("%d refused in %d entries; want 3 in 2", full, calls.Load())
 	}
 }
 
@@ -229,16 +295,19 @@ func TestCommitterReportsIndex(t *testing.T) {
 // queued) must not hold up a stop: close returns, the write in flight gets
 // errAbandoned (it may have happened), a queued one errStopping.
 func TestCommitterClosesWhileApplyHangs(t *testing.T) {
-	entered := make(chan struct{})
+	// Buffered: the apply's send must not depend on this goroutine having
+	// reached its receive yet (unbuffered, the send was dropped once under
+	// load and the test hung until the 10-minute timeout).
+	entered := make(chan struct{}, 1)
 	never := make(chan struct{})
 	defer close(never) // lets the stuck apply goroutine end with the test
-	c := newCommitter(func([]byte) (uint64, error) {
+	c := newCommitter(func([]byte) (uint64, []int, error) {
 		select {
 		case entered <- struct{}{}:
 		default:
 		}
 		<-never
-		return 0, nil
+		return 0, nil, nil
 	})
 	inFlight := make(chan error, 1)
 	go func() { inFlight <- submitErr(c, command{op: opSet, key: "a", value: "v"}) }()

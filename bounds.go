@@ -1,11 +1,21 @@
 package main
 
 // Bounded memory and expiry. Every node holds the whole map, so a client
-// writing without end would exhaust every replica at the same moment. The
-// leader refuses a write that would pass -max-memory before it reaches the
-// log (so no follower can be pushed past it either), and reaps expired keys
-// through the log (so every node frees the same memory, and snapshots lose
-// them alike).
+// writing without end would exhaust every replica at the same moment.
+//
+// The cap is held in two places. The guarantee is fsm.Apply's: each log
+// entry carries its leader's -max-memory, and Apply refuses, on every node
+// alike, a set that would take the map past it (see capRefusals); a write
+// refused there changed nothing and is answered 507. Before that, the
+// leader refuses early (reserve), before the log, a write that its own view
+// says would not fit, so that a flood of refused writes never reaches the
+// disk. That view can be wrong under races (a delete applied between a
+// write's admission and its commit, a reservation given up by a write that
+// timed out but still commits, a new leader that has not applied the last
+// term yet), which is why it is only a filter.
+//
+// Expired keys are reaped through the log, so every node frees the same
+// memory, and snapshots lose them alike.
 
 import (
 	"errors"
@@ -18,8 +28,8 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// errCacheFull: the write would take the map past -max-memory. Not
-// executed (507).
+// errCacheFull: the write would take the map past -max-memory, refused by
+// the leader before the log, or by Apply. Not executed (507).
 var errCacheFull = errors.New("cache full")
 
 // reapEvery is how often the leader looks for expired keys; a key is gone
@@ -28,10 +38,11 @@ var errCacheFull = errors.New("cache full")
 const reapEvery = 500 * time.Millisecond
 
 // reserve makes room for cmd among the writes queued and in flight, or
-// refuses it with errCacheFull. Only sets that grow the map count; deletes
-// are always accepted. release must run once the write is answered: by then
-// the map itself holds the bytes (briefly, both count: a refusal errs on the
-// safe side).
+// refuses it with errCacheFull: the leader's early filter. Only sets that
+// grow the map count; deletes are always accepted. release must run once
+// the write is answered: by then the map itself holds the bytes (briefly,
+// both count: a refusal errs on the safe side). A write it lets through may
+// still be refused by Apply, which decides.
 func (n *node) reserve(cmd command) (release func(), err error) {
 	max := n.cfg.MaxMemory
 	if max <= 0 || (cmd.op != opSet && cmd.op != opSetTTL) {

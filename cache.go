@@ -102,6 +102,12 @@ func (c *cache) growth(key, value string) int64 {
 	c.mu.RLock()
 	old, had := c.getLocked(key)
 	c.mu.RUnlock()
+	return charge(key, value, old, had)
+}
+
+// charge is what setting key to value adds to the bytes, given its old value
+// if it had one.
+func charge(key, value, old string, had bool) int64 {
 	if had {
 		return int64(len(value) - len(old))
 	}
@@ -154,20 +160,30 @@ func (c *cache) update(fn func(w cacheWriter)) {
 type cacheWriter struct{ c *cache }
 
 // Set stores value under key, with no deadline (clearing an earlier one).
-func (w cacheWriter) Set(key, value string) { w.set(key, value, 0) }
+func (w cacheWriter) Set(key, value string) { w.SetWithin(key, value, 0, 0) }
 
 // SetExpiring stores value under key until deadline (Unix nanoseconds, as
 // recorded in the log entry by the leader: never this node's clock).
-func (w cacheWriter) SetExpiring(key, value string, deadline int64) { w.set(key, value, deadline) }
+func (w cacheWriter) SetExpiring(key, value string, deadline int64) {
+	w.SetWithin(key, value, deadline, 0)
+}
 
-func (w cacheWriter) set(key, value string, deadline int64) {
+// SetWithin stores value under key until deadline (0: none, clearing an
+// earlier one), unless that would take the bytes past limit (0: no limit):
+// then it changes nothing and returns false. An overwrite is charged the
+// difference, so one that does not grow the map is always taken, even
+// above limit (a leader may have a smaller cap than the map already holds).
+func (w cacheWriter) SetWithin(key, value string, deadline, limit int64) bool {
 	c := w.c
-	if old, had := c.getLocked(key); had {
-		c.bytes -= int64(len(key) + len(old))
-	} else {
+	old, had := c.getLocked(key)
+	grow := charge(key, value, old, had)
+	if limit > 0 && grow > 0 && c.bytes+grow > limit {
+		return false
+	}
+	if !had {
 		c.keys++
 	}
-	c.bytes += int64(len(key) + len(value))
+	c.bytes += grow
 	c.put(key, value)
 	if deadline != 0 {
 		c.deadlines[key] = deadline
@@ -176,6 +192,7 @@ func (w cacheWriter) set(key, value string, deadline int64) {
 		delete(c.deadlines, key)
 		c.remove(ttlKeyPrefix + key)
 	}
+	return true
 }
 
 // Delete removes key; deleting an absent key is not an error.

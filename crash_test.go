@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -51,13 +50,7 @@ func crashValue(key string, size int) string {
 // postSet sends a write as a POST (the contract's advice for programs: a
 // POST is never resent behind our back, so an answer is about one attempt).
 func postSet(addr, key, value string) (reply, error) {
-	body := url.Values{"key": {key}, "value": {value}}.Encode()
-	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/set", strings.NewReader(body))
-	if err != nil {
-		return reply{}, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return exchange(httpClient, req)
+	return postForm(addr, "/set", url.Values{"key": {key}, "value": {value}})
 }
 
 // writeLog records the outcome of every write: acknowledged (200 ok: must

@@ -27,8 +27,16 @@ const (
 // entryVersion is the first byte of every log entry we write. A log entry
 // holds a batch of operations (group commit: one Raft entry, one BoltDB
 // insert and one fsync for many concurrent writes), encoded compactly instead
-// of the tutorial's JSON: kind byte, uvarint length, bytes.
-const entryVersion byte = 0xB1
+// of the tutorial's JSON: kind byte, uvarint length, bytes. Since 0xB2 the
+// operations follow the cap (-max-memory) of the leader that wrote the
+// entry, as a uvarint (0: none), because Apply enforces it: the entry alone
+// then decides, on every node, in every replay, whatever -max-memory each
+// node was started with. Entries written before (entryV1) still decode, with
+// no cap, which is how they were applied when they were new.
+const (
+	entryVersion byte = 0xB2
+	entryV1      byte = 0xB1
+)
 
 // peerKeyPrefix marks, inside a snapshot's JSON object, the entries that
 // record a member's HTTP address rather than a user key. User keys may not
@@ -49,9 +57,11 @@ type command struct {
 
 var errBadEntry = errors.New("malformed log entry")
 
-// encodeCommands appends the log entry for cmds to dst.
-func encodeCommands(dst []byte, cmds []command) []byte {
+// encodeEntry appends the log entry for cmds to dst, with the cap limit
+// (bytes; 0: none) that Apply holds its sets to.
+func encodeEntry(dst []byte, limit int64, cmds []command) []byte {
 	dst = append(dst, entryVersion)
+	dst = binary.AppendUvarint(dst, uint64(limit))
 	dst = binary.AppendUvarint(dst, uint64(len(cmds)))
 	for _, c := range cmds {
 		dst = append(dst, c.op)
@@ -68,13 +78,38 @@ func encodeCommands(dst []byte, cmds []command) []byte {
 	return dst
 }
 
-// decodeCommands parses a log entry. It never panics: any input that is not
-// exactly what encodeCommands produces is errBadEntry.
+// encodeCommands is encodeEntry with no cap: for entries that cannot grow
+// the map (the reaper's expiries), and for tests.
+func encodeCommands(dst []byte, cmds []command) []byte { return encodeEntry(dst, 0, cmds) }
+
+// decodeCommands is decodeEntry for a reader that wants only the operations.
 func decodeCommands(b []byte) ([]command, error) {
-	if len(b) == 0 || b[0] != entryVersion {
-		return nil, fmt.Errorf("%w: unknown version", errBadEntry)
+	_, cmds, err := decodeEntry(b)
+	return cmds, err
+}
+
+// decodeEntry parses a log entry: its cap (0: none) and its operations. It
+// never panics: any input that is not exactly what encodeEntry (or, for
+// entryV1, the encoder before it) produces is errBadEntry.
+func decodeEntry(b []byte) (limit int64, cmds []command, err error) {
+	if len(b) == 0 || (b[0] != entryVersion && b[0] != entryV1) {
+		return 0, nil, fmt.Errorf("%w: unknown version", errBadEntry)
 	}
+	v := b[0]
 	b = b[1:]
+	if v == entryVersion {
+		l, k := uvarint(b)
+		if k <= 0 || l > math.MaxInt64 {
+			return 0, nil, fmt.Errorf("%w: bad cap", errBadEntry)
+		}
+		limit, b = int64(l), b[k:]
+	}
+	cmds, err = decodeOps(b)
+	return limit, cmds, err
+}
+
+// decodeOps parses an entry's count and operations.
+func decodeOps(b []byte) ([]command, error) {
 	n, k := uvarint(b)
 	if k <= 0 {
 		return nil, fmt.Errorf("%w: bad count", errBadEntry)
@@ -170,24 +205,37 @@ func newFSM(c *cache, log hclog.Logger) *fsm {
 	return &fsm{cache: c, log: log, peers: make(map[string]string)}
 }
 
+// capRefusals is Apply's answer for an entry some of whose sets it refused
+// for the cap: their positions in the entry, ascending. The other writes of
+// the entry were applied.
+type capRefusals []int
+
 // Apply applies one committed log entry (a batch of operations) to the map.
-// It returns nil or an error, which the leader's ApplyFuture carries.
+// It returns nil (all applied), capRefusals, or an error (nothing applied),
+// which the leader's ApplyFuture carries.
+//
+// The cap is decided here, in log order, against the map as every node
+// holds it at this entry: a set that would take the map past the entry's
+// cap changes nothing, on every node alike, however it got past the
+// leader's early check (bounds.go). Only the entry and the map decide it,
+// never a clock or a flag, so replaying the log gives the same answers.
 func (f *fsm) Apply(l *raft.Log) interface{} {
-	cmds, err := decodeCommands(l.Data)
+	limit, cmds, err := decodeEntry(l.Data)
 	if err != nil {
-		// The leader only appends what encodeCommands produced, so this is
+		// The leader only appends what encodeEntry produced, so this is
 		// a bug or disk corruption. Every node sees the same bytes and skips
 		// the entry alike, so the replicas stay identical.
 		f.log.Error("skipping undecodable log entry", "index", l.Index, "error", err)
 		return err
 	}
+	var refused capRefusals
 	f.cache.update(func(w cacheWriter) {
-		for _, c := range cmds {
+		for i, c := range cmds {
 			switch c.op {
-			case opSet:
-				w.Set(c.key, c.value)
-			case opSetTTL:
-				w.SetExpiring(c.key, c.value, c.deadline)
+			case opSet, opSetTTL: // opSet's deadline is 0: none
+				if !w.SetWithin(c.key, c.value, c.deadline, limit) {
+					refused = append(refused, i)
+				}
 			case opDelete:
 				w.Delete(c.key)
 			case opExpire:
@@ -208,7 +256,10 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 		}
 	}
 	if f.log.IsTrace() {
-		f.log.Trace("applied", "index", l.Index, "ops", len(cmds))
+		f.log.Trace("applied", "index", l.Index, "ops", len(cmds), "refused_for_cap", len(refused))
+	}
+	if refused != nil {
+		return refused
 	}
 	return nil
 }

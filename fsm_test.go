@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"sync"
@@ -47,41 +49,71 @@ func TestCommandEncoding(t *testing.T) {
 		{op: opDeletePeer, key: "127.0.0.1:7001"},
 		{op: opSet, key: "ключ", value: strings.Repeat("x", 300)},
 	}
-	b := encodeCommands(nil, cmds)
-	got, err := decodeCommands(b)
-	if err != nil || !reflect.DeepEqual(got, cmds) {
-		t.Fatalf("round trip: %v %v", got, err)
-	}
-	for i := 0; i < len(b); i++ {
-		if _, err := decodeCommands(b[:i]); !errors.Is(err, errBadEntry) {
-			t.Fatalf("truncated at %d: err %v", i, err)
+	for _, limit := range []int64{0, 1, 64 << 10, 1 << 30, math.MaxInt64} {
+		b := encodeEntry(nil, limit, cmds)
+		gotLimit, got, err := decodeEntry(b)
+		if err != nil || gotLimit != limit || !reflect.DeepEqual(got, cmds) {
+			t.Fatalf("round trip with cap %d: %d %v %v", limit, gotLimit, got, err)
+		}
+		for i := 0; i < len(b); i++ {
+			if _, _, err := decodeEntry(b[:i]); !errors.Is(err, errBadEntry) {
+				t.Fatalf("truncated at %d: err %v", i, err)
+			}
+		}
+		if _, _, err := decodeEntry(append(b, 0)); !errors.Is(err, errBadEntry) {
+			t.Fatal("trailing byte accepted")
 		}
 	}
-	if _, err := decodeCommands(append(b, 0)); !errors.Is(err, errBadEntry) {
-		t.Fatal("trailing byte accepted")
+	// An entry written before the cap went into the log decodes, with none.
+	if limit, got, err := decodeEntry(encodeV1(cmds)); err != nil || limit != 0 || !reflect.DeepEqual(got, cmds) {
+		t.Fatalf("old entry: %d %v %v", limit, got, err)
 	}
 	if _, err := decodeCommands([]byte(`{"Key":"k","Value":"v"}`)); !errors.Is(err, errBadEntry) {
 		t.Fatal("JSON accepted as an entry")
 	}
+	if _, _, err := decodeEntry([]byte{entryVersion, 0x80, 0x00, 0x00}); !errors.Is(err, errBadEntry) {
+		t.Fatal("non-minimal cap accepted")
+	}
+}
+
+// encodeV1 is the entry for cmds as it was written before the cap went into
+// the log (version 0xB1: the operations alone).
+func encodeV1(cmds []command) []byte {
+	b := encodeEntry(nil, 0, cmds) // version, cap 0 (one byte), operations
+	return append([]byte{entryV1}, b[2:]...)
 }
 
 func FuzzDecodeCommands(f *testing.F) {
 	f.Add(encodeCommands(nil, []command{{op: opSet, key: "k", value: "v"}, {op: opDelete, key: "k"}}))
 	f.Add(encodeCommands(nil, []command{{op: opSetTTL, key: "k", value: "v", deadline: 1 << 62}, {op: opExpire, key: "k", deadline: 1 << 62}}))
-	f.Add([]byte{entryVersion, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(encodeEntry(nil, 3, []command{{op: opSet, key: "k", value: "v"}, {op: opSet, key: "k2", value: "v"}}))
+	f.Add(encodeV1([]command{{op: opSet, key: "k", value: "v"}}))
+	f.Add([]byte{entryVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		cmds, err := decodeCommands(b)
+		limit, cmds, err := decodeEntry(b)
 		if err != nil {
 			return
 		}
 		// Whatever decodes must encode back to the same bytes, and apply
-		// without panicking.
-		if again := encodeCommands(nil, cmds); !bytes.Equal(again, b) {
+		// without panicking: all of it, or all but sets refused for the cap.
+		again := encodeEntry(nil, limit, cmds)
+		if b[0] == entryV1 {
+			again = encodeV1(cmds)
+		}
+		if !bytes.Equal(again, b) {
 			t.Fatalf("decode/encode not inverse: %x -> %x", b, again)
 		}
 		f := newFSM(newCache(), hclog.NewNullLogger())
-		if r := f.Apply(&raft.Log{Data: b}); r != nil {
+		switch r := f.Apply(&raft.Log{Data: b}).(type) {
+		case nil:
+		case capRefusals:
+			for _, i := range r {
+				if limit == 0 || cmds[i].op != opSet && cmds[i].op != opSetTTL {
+					t.Fatalf("write %d (op %d) refused with cap %d", i, cmds[i].op, limit)
+				}
+			}
+		default:
 			t.Fatalf("apply of a decodable entry: %v", r)
 		}
 	})
@@ -114,6 +146,168 @@ func TestFSMApply(t *testing.T) {
 	if f.cache.Len() != 1 {
 		t.Fatal("garbage entry changed the map")
 	}
+}
+
+// applyCapped applies one entry with cap limit and returns the positions
+// Apply refused.
+func applyCapped(t testing.TB, f *fsm, idx uint64, limit int64, cmds ...command) []int {
+	t.Helper()
+	switch r := f.Apply(&raft.Log{Index: idx, Type: raft.LogCommand, Data: encodeEntry(nil, limit, cmds)}).(type) {
+	case nil:
+		return nil
+	case capRefusals:
+		return r
+	default:
+		t.Fatalf("apply %d: %v", idx, r)
+		return nil
+	}
+}
+
+// Apply holds each entry's cap, in log order, against the map it has:
+// whatever the leader's early check believed when it let the writes in.
+func TestApplyHoldsTheCap(t *testing.T) {
+	v := func(n int) string { return strings.Repeat("v", n) }
+	f := newFSM(newCache(), hclog.NewNullLogger())
+	check := func(step string, got, want []int, bytes int64) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) || f.cache.Bytes() != bytes {
+			t.Fatalf("%s: refused %v, %d bytes; want %v, %d bytes", step, got, f.cache.Bytes(), want, bytes)
+		}
+	}
+	// Cap 100: a (1+39) and m (1+49) fit, b (1+19) would pass it; within
+	// one entry, a delete makes room for the writes after it.
+	check("fill", applyCapped(t, f, 1, 100, command{op: opSet, key: "a", value: v(39)}, command{op: opSet, key: "m", value: v(49)},
+		command{op: opSet, key: "b", value: v(19)}), []int{2}, 90)
+	if _, ok := f.cache.Get("b"); ok {
+		t.Fatal("refused b is there")
+	}
+	check("delete first", applyCapped(t, f, 2, 100, command{op: opDelete, key: "a"}, command{op: opSet, key: "b", value: v(19)},
+		command{op: opSet, key: "c", value: v(19)}), nil, 90)
+
+	// The issue's race: a set of c admitted as a same-size overwrite (no
+	// growth), while a delete of c applies first and another write takes
+	// its room. The set now adds all of c, and is refused.
+	check("delete applies first", applyCapped(t, f, 3, 100, command{op: opDelete, key: "c"}), nil, 70)
+	check("room taken", applyCapped(t, f, 4, 100, command{op: opSet, key: "d", value: v(19)}), nil, 90)
+	check("raced overwrite", applyCapped(t, f, 5, 100, command{op: opSet, key: "x", value: v(3)},
+		command{op: opSetTTL, key: "c", value: v(19), deadline: 1 << 62}), []int{1}, 94)
+	if _, ok := f.cache.Get("c"); ok || len(f.cache.deadlines) != 0 {
+		t.Fatal("refused ttl set left its key or deadline")
+	}
+
+	// A leader with a smaller cap than the map holds: overwrites that do
+	// not grow and deletes are taken, growth is not; exactly at the cap is
+	// within it; cap 0 is none.
+	check("smaller cap", applyCapped(t, f, 6, 50, command{op: opSet, key: "m", value: v(40)}, command{op: opSet, key: "m", value: v(41)},
+		command{op: opSet, key: "x", value: v(3)}, command{op: opDelete, key: "d"}, command{op: opSet, key: "e", value: v(1)}),
+		[]int{1, 4}, 65)
+	check("exactly at the cap", applyCapped(t, f, 7, 67, command{op: opSet, key: "e", value: v(1)}), nil, 67)
+	check("no cap", applyCapped(t, f, 8, 0, command{op: opSet, key: "big", value: v(1000)}), nil, 1070)
+	// An entry from before the cap went into the log is applied whole.
+	if r := f.Apply(&raft.Log{Index: 9, Data: encodeV1([]command{{op: opSet, key: "old", value: v(100)}})}); r != nil {
+		t.Fatalf("old entry: %v", r)
+	}
+}
+
+// Random sets (growing, shrinking, with ttl), deletes and caps, as racing
+// clients and leaders with different -max-memory would log them: every
+// node's Apply gives the same answers and the same map, so does a node that
+// restores a snapshot taken half-way and replays the rest, the answers are
+// exactly the model's, and a set never takes the map past its entry's cap.
+func TestApplyCapIsDeterministic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	type entry struct {
+		limit int64
+		cmds  []command
+	}
+	var log []entry
+	for range 2000 {
+		e := entry{limit: []int64{0, 200, 300, 400}[rng.IntN(4)]}
+		for range 1 + rng.IntN(8) {
+			c := command{op: opSet, key: fmt.Sprint("k", rng.IntN(12)), value: strings.Repeat("v", rng.IntN(60))}
+			switch rng.IntN(5) {
+			case 0:
+				c.op, c.value = opDelete, ""
+			case 1:
+				c.op, c.deadline = opSetTTL, 1<<62
+			}
+			e.cmds = append(e.cmds, c)
+		}
+		log = append(log, e)
+	}
+
+	model := map[string]string{}
+	var modelBytes int64
+	nodes := []*fsm{newFSM(newCache(), hclog.NewNullLogger()), newFSM(newCache(), hclog.NewNullLogger())}
+	var late *fsm // restored from a snapshot of nodes[0] half-way
+	var refusedAny int
+	for i, e := range log {
+		var want []int
+		for j, c := range e.cmds {
+			old, had := model[c.key]
+			if c.op == opDelete {
+				if had {
+					modelBytes -= int64(len(c.key) + len(old))
+					delete(model, c.key)
+				}
+				continue
+			}
+			grow := int64(len(c.key) + len(c.value))
+			if had {
+				grow = int64(len(c.value) - len(old))
+			}
+			if e.limit > 0 && grow > 0 && modelBytes+grow > e.limit {
+				want = append(want, j)
+				continue
+			}
+			model[c.key], modelBytes = c.value, modelBytes+grow
+		}
+		refusedAny += len(want)
+		if i == len(log)/2 {
+			snap, err := nodes[0].Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sink := &memSink{}
+			if err := snap.Persist(sink); err != nil {
+				t.Fatal(err)
+			}
+			snap.Release()
+			late = newFSM(newCache(), hclog.NewNullLogger())
+			if err := late.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+				t.Fatal(err)
+			}
+			nodes = append(nodes, late)
+		}
+		for n, f := range nodes {
+			before := f.cache.Bytes()
+			if got := applyCapped(t, f, uint64(i+1), e.limit, e.cmds...); !reflect.DeepEqual(got, want) {
+				t.Fatalf("entry %d (cap %d), node %d: refused %v, model %v", i, e.limit, n, got, want)
+			}
+			if b := f.cache.Bytes(); b != modelBytes || e.limit > 0 && b > max(before, e.limit) {
+				t.Fatalf("entry %d (cap %d), node %d: %d bytes (before %d), model %d", i, e.limit, n, b, before, modelBytes)
+			}
+		}
+	}
+	if refusedAny == 0 {
+		t.Fatal("no set was ever refused: the test tests nothing")
+	}
+	for n, f := range nodes {
+		if got := userKeys(cacheContents(f.cache)); !reflect.DeepEqual(got, model) {
+			t.Fatalf("node %d holds %d keys, model %d", n, len(got), len(model))
+		}
+	}
+}
+
+// userKeys drops the deadline records from a cache's contents.
+func userKeys(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if !strings.HasPrefix(k, ttlKeyPrefix) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // memSink is a raft.SnapshotSink in memory.

@@ -34,7 +34,7 @@ type nodeConfig struct {
 	JoinVia           string    // -join: the member a new node asks to add it, or ""
 	TLS               *tlsSetup // nil: plain TCP and HTTP
 	Peers             *joiner   // how to ask other members over HTTP (scheme, TLS, token); nil: never
-	MaxMemory         int64     // bytes of keys and values the leader admits; 0: no limit
+	MaxMemory         int64     // the cap on bytes of keys and values this node puts in its entries as leader; 0: none
 	OnBatch           func(int) // hears the writes per Raft entry (metrics), or nil
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
@@ -264,6 +264,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 
 	n.commits = newCommitter(n.applyEntry)
 	n.commits.onBatch = cfg.OnBatch
+	n.commits.maxBytes = cfg.MaxMemory
 	n.reads = &verifier{verify: func() error { return n.raft.VerifyLeader().Error() }}
 	go n.watchLeadership(notify)
 	go n.watchMembership()
@@ -522,8 +523,9 @@ func (n *node) waitFuture(f raft.Future, timeout <-chan time.Time) error {
 }
 
 // applyEntry is the committer's way into Raft: one entry, committed and
-// applied here, and its log index, or an error.
-func (n *node) applyEntry(data []byte) (uint64, error) {
+// applied here, and its log index and the writes Apply refused for the cap,
+// or an error.
+func (n *node) applyEntry(data []byte) (uint64, []int, error) {
 	// Apply's own timeout bounds only the wait to enqueue: a leader whose
 	// followers cannot store the entry (their disks are full) keeps it
 	// uncommitted for as long as it leads, so the wait for the commit is
@@ -535,14 +537,17 @@ func (n *node) applyEntry(data []byte) (uint64, error) {
 	switch err := n.waitFuture(f, timer.C); {
 	case errors.Is(err, errStopping):
 		// The entry is with Raft: not a refusal, an unknown outcome.
-		return 0, errAbandoned
+		return 0, nil, errAbandoned
 	case err != nil:
-		return 0, err
+		return 0, nil, err
 	}
-	if err, ok := f.Response().(error); ok {
-		return 0, err
+	switch r := f.Response().(type) {
+	case error:
+		return 0, nil, r
+	case capRefusals:
+		return f.Index(), r, nil
 	}
-	return f.Index(), nil
+	return f.Index(), nil, nil
 }
 
 // write replicates cmd through the group committer and returns the index of
@@ -564,6 +569,8 @@ func (n *node) write(cmd command) (uint64, error) {
 	switch {
 	case err == nil:
 		return index, nil
+	case errors.Is(err, errCacheFull): // refused by Apply: nothing changed
+		return 0, err
 	case notExecuted(err) || errors.Is(err, errStopping):
 		return 0, n.refuse()
 	default:
