@@ -573,26 +573,41 @@ func benchCompare(ctx context.Context, cfg *config, tmp, commit string, old, cur
 	oldTest, newTest := filepath.Join(tmp, "old.test"), filepath.Join(tmp, "new.test")
 	fmt.Fprintf(progress, "building the test binaries\n")
 	var buildLog bytes.Buffer
-	var note string
-	if err := command(ctx, old.dir, &buildLog, &buildLog, "go", "test", "-c", "-o", oldTest, "."); err != nil {
+	build := func(dir, out string) error {
+		buildLog.Reset()
+		return command(ctx, dir, &buildLog, &buildLog, "go", "test", "-c", "-o", out, ".")
+	}
+	var dropped []string
+	if err := build(old.dir, oldTest); err != nil {
 		if len(copied) == 0 {
 			return fmt.Errorf("go test -c in %s: %w\n%s", old.dir, err, tail(buildLog.String(), 10))
 		}
-		note = fmt.Sprintf("%s does not build with %s from the working tree (%s); compared without them",
-			short(commit), strings.Join(copied, ", "), oneLine(buildLog.String(), 160))
+		// Keep the copied files the old tree builds with, one at a time.
 		for _, f := range copied {
 			if err := os.Remove(filepath.Join(old.dir, f)); err != nil {
 				return err
 			}
 		}
-		copied = nil
-		buildLog.Reset()
-		if err := command(ctx, old.dir, &buildLog, &buildLog, "go", "test", "-c", "-o", oldTest, "."); err != nil {
+		var kept []string
+		for _, f := range copied {
+			if err := copyFile(filepath.Join(cur.dir, f), filepath.Join(old.dir, f)); err != nil {
+				return err
+			}
+			if build(old.dir, oldTest) == nil {
+				kept = append(kept, f)
+				continue
+			}
+			dropped = append(dropped, fmt.Sprintf("%s (%s)", f, oneLine(buildLog.String(), 120)))
+			if err := os.Remove(filepath.Join(old.dir, f)); err != nil {
+				return err
+			}
+		}
+		copied = kept
+		if err := build(old.dir, oldTest); err != nil {
 			return fmt.Errorf("go test -c in %s: %w\n%s", old.dir, err, tail(buildLog.String(), 10))
 		}
 	}
-	buildLog.Reset()
-	if err := command(ctx, cur.dir, &buildLog, &buildLog, "go", "test", "-c", "-o", newTest, "."); err != nil {
+	if err := build(cur.dir, newTest); err != nil {
 		return fmt.Errorf("go test -c in %s: %w\n%s", cur.dir, err, tail(buildLog.String(), 10))
 	}
 	results := map[string]*bytes.Buffer{"old": {}, "new": {}}
@@ -621,8 +636,8 @@ func benchCompare(ctx context.Context, cfg *config, tmp, commit string, old, cur
 	if len(copied) > 0 {
 		fmt.Fprintf(out, "      copied into %s's tree, which lacks them: %s\n", short(commit), strings.Join(copied, ", "))
 	}
-	if note != "" {
-		fmt.Fprintln(out, "      note:", note)
+	for _, d := range dropped {
+		fmt.Fprintf(out, "      not copied, since %s does not build with it: %s\n", short(commit), d)
 	}
 	oldFile, newFile := filepath.Join(tmp, "bench-old.txt"), filepath.Join(tmp, "bench-new.txt")
 	for side, f := range map[string]string{"old": oldFile, "new": newFile} {
@@ -666,16 +681,20 @@ func copyMissingBench(from, to string) ([]string, error) {
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(dst, b, 0o644); err != nil {
+		if err := copyFile(f, dst); err != nil {
 			return nil, err
 		}
 		copied = append(copied, name)
 	}
 	return copied, nil
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
 }
 
 // command runs name with args in dir (the current one if empty). When ctx

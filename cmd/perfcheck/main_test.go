@@ -170,7 +170,7 @@ func TestReadResults(t *testing.T) {
 // Benchmark files the old tree lacks are copied; its own are kept.
 func TestCopyMissingBench(t *testing.T) {
 	from, to := t.TempDir(), t.TempDir()
-	for name, body := range map[string]string{"bench_test.go": "new", "bench_paths_test.go": "paths", "http_test.go": "x"} {
+	for name, body := range map[string]string{"bench_test.go": "new", "bench_cache_test.go": "paths", "http_test.go": "x"} {
 		if err := os.WriteFile(filepath.Join(from, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -182,10 +182,10 @@ func TestCopyMissingBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(copied, []string{"bench_paths_test.go"}) {
-		t.Errorf("copied %v, want [bench_paths_test.go]", copied)
+	if !slices.Equal(copied, []string{"bench_cache_test.go"}) {
+		t.Errorf("copied %v, want [bench_cache_test.go]", copied)
 	}
-	for name, want := range map[string]string{"bench_test.go": "old", "bench_paths_test.go": "paths"} {
+	for name, want := range map[string]string{"bench_test.go": "old", "bench_cache_test.go": "paths"} {
 		if b, err := os.ReadFile(filepath.Join(to, name)); err != nil || string(b) != want {
 			t.Errorf("%s: %q, %v; want %q", name, b, err, want)
 		}
