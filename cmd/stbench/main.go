@@ -1631,13 +1631,18 @@ func (b *bencher) preload(ctx context.Context) error {
 }
 
 func (b *bencher) runWorkload(ctx context.Context, w workload) (*result, error) {
+	return b.runWorkloadFor(ctx, w, b.cfg.duration)
+}
+
+// runWorkloadFor runs w for d.
+func (b *bencher) runWorkloadFor(ctx context.Context, w workload, d time.Duration) (*result, error) {
 	clients := make([]*client, w.clients)
 	for i := range clients {
 		clients[i] = b.newClient(ctx, uint64(i)+1000)
 	}
 	var wg sync.WaitGroup
 	start := time.Now()
-	deadline := start.Add(b.cfg.duration)
+	deadline := start.Add(d)
 	for _, c := range clients {
 		wg.Add(1)
 		go func() {
