@@ -108,13 +108,18 @@ func TestPairOf(t *testing.T) {
 		{Workload: "get64", Side: "b", Round: 2, LeaderCPU: 6},
 		{Workload: "get64", Side: "a", Round: 2, LeaderCPU: 5},
 	}
-	p := pairOf(rows)
+	p := pairOf(rows, "a")
 	o, n := p.old["set64"], p.new["set64"]
 	if o.LeaderCPU != 12 || o.OpsPerSec != 200 || o.Requests != 12 || o.Errors != 3 || n.LeaderCPU != 25 || n.OpsPerSec != 150 {
 		t.Errorf("set64: old %+v, new %+v", o, n)
 	}
 	if p.old["get64"].LeaderCPU != 4 || p.new["get64"].LeaderCPU != 5 || !p.new["get64"].LeaderChanged || p.old["get64"].LeaderChanged {
 		t.Errorf("get64: old %+v, new %+v", p.old["get64"], p.new["get64"])
+	}
+	// In even pairs the old binary is b.
+	p = pairOf(rows, "b")
+	if p.old["set64"].LeaderCPU != 25 || p.new["set64"].LeaderCPU != 12 || !p.old["get64"].LeaderChanged {
+		t.Errorf("old as b: old %+v, new %+v", p.old, p.new)
 	}
 }
 
