@@ -123,7 +123,8 @@ gobench:
 # median new/old ratio of CPU per request (leader, cluster) and of
 # throughput, with the range and a verdict; then the in-process benchmarks
 # matching BENCH, COUNT runs per tree, through benchstat. PAIRS=0 skips the
-# load, BENCH= the benchmarks. See docs/performance.md, "Checking a change".
+# load, BENCH= the benchmarks; NEW=<commit> compares REF with that commit
+# instead of the working tree. See docs/performance.md, "Checking a change".
 REF       ?= HEAD~1
 PAIRS     ?= 5
 ROUNDS    ?= 2
@@ -134,7 +135,7 @@ BENCH     ?= HTTPHandler|Committer|Apply|Cache
 COUNT     ?= 10
 PERFFLAGS ?=
 perfcheck:
-	$(GO) run ./cmd/perfcheck -ref '$(REF)' -pairs $(PAIRS) -rounds $(ROUNDS) -workloads '$(WORKLOADS)' -duration $(DURATION) \
+	$(GO) run ./cmd/perfcheck -ref '$(REF)' $(if $(NEW),-new '$(NEW)') -pairs $(PAIRS) -rounds $(ROUNDS) -workloads '$(WORKLOADS)' -duration $(DURATION) \
 	  -client $(CLIENT) -bench '$(BENCH)' -count $(COUNT) $(PERFFLAGS)
 
 # The long fault test (5 nodes, 10 clients, 5 minutes; make test runs the short one

@@ -69,6 +69,7 @@ import (
 
 type config struct {
 	ref          string
+	newRef       string // -new: a revision instead of the working tree
 	pairs        int
 	rounds       int
 	workloads    []string
@@ -117,6 +118,7 @@ func parseFlags(args []string) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("perfcheck", flag.ContinueOnError)
 	fs.StringVar(&cfg.ref, "ref", "HEAD~1", "the git revision to compare the working tree with")
+	fs.StringVar(&cfg.newRef, "new", "", "compare -ref with this revision instead of the working tree (checked out like -ref; stbench still comes from the working tree): to find which of several commits moved a figure")
 	fs.IntVar(&cfg.pairs, "pairs", 5, "how many pairs: stbench -versus runs, each with a fresh old and new cluster (0: no load runs); a verdict needs at least 5")
 	fs.IntVar(&cfg.rounds, "rounds", 2, "rounds per pair: each workload runs this many times on each cluster, alternating which goes first; the pair's figure is the median")
 	wl := fs.String("workloads", "set64,get64", "stbench workloads, comma-separated")
@@ -202,6 +204,15 @@ func run(ctx context.Context, cfg *config, out, progress io.Writer) (err error) 
 	if dirty != "" {
 		newDesc += " with uncommitted changes"
 	}
+	newCommit := ""
+	if cfg.newRef != "" {
+		if newCommit, err = git(ctx, root, "rev-parse", "--verify", cfg.newRef+"^{commit}"); err != nil {
+			return fmt.Errorf("-new %s: %w", cfg.newRef, err)
+		}
+		if newDesc, err = git(ctx, root, "log", "-1", "--format=%h %s", newCommit); err != nil {
+			return err
+		}
+	}
 
 	tmp, err := os.MkdirTemp("", "perfcheck-")
 	if err != nil {
@@ -214,25 +225,43 @@ func run(ctx context.Context, cfg *config, out, progress io.Writer) (err error) 
 			err = rerr
 		}
 	}()
-	refDir := filepath.Join(tmp, "ref")
-	if _, err := git(ctx, root, "worktree", "add", "--detach", refDir, commit); err != nil {
-		return err
+	checkout := func(name, commit string) (string, error) {
+		dir := filepath.Join(tmp, name)
+		if _, err := git(ctx, root, "worktree", "add", "--detach", dir, commit); err != nil {
+			return "", err
+		}
+		return dir, nil
 	}
-	// A background context: the worktree goes even after a Ctrl-C.
+	var worktrees []string
+	// A background context: the worktrees go even after a Ctrl-C.
 	defer func() {
-		if _, rerr := git(context.Background(), root, "worktree", "remove", "--force", refDir); rerr != nil && err == nil {
-			err = rerr
+		for _, dir := range worktrees {
+			if _, rerr := git(context.Background(), root, "worktree", "remove", "--force", dir); rerr != nil && err == nil {
+				err = rerr
+			}
 		}
 	}()
+	refDir, err := checkout("ref", commit)
+	if err != nil {
+		return err
+	}
+	worktrees = append(worktrees, refDir)
+	newDir := root
+	if newCommit != "" {
+		if newDir, err = checkout("new", newCommit); err != nil {
+			return err
+		}
+		worktrees = append(worktrees, newDir)
+	}
 	old := tree{label: "old", dir: refDir, bin: filepath.Join(tmp, "stcached-old")}
-	cur := tree{label: "new", dir: root, bin: filepath.Join(tmp, "stcached-new")}
+	cur := tree{label: "new", dir: newDir, bin: filepath.Join(tmp, "stcached-new")}
 
 	fmt.Fprintf(out, "perfcheck: old = %s\n", oneLine(oldDesc, 100))
-	fmt.Fprintf(out, "           new = %s (%s)\n", newDesc, root)
+	fmt.Fprintf(out, "           new = %s (%s)\n", oneLine(newDesc, 100), newDir)
 	if cfg.pairs > 0 {
 		stbench := filepath.Join(tmp, "stbench")
 		for _, b := range []struct{ dir, out, pkg string }{
-			{old.dir, old.bin, "."}, {cur.dir, cur.bin, "."}, {cur.dir, stbench, "./cmd/stbench"},
+			{old.dir, old.bin, "."}, {cur.dir, cur.bin, "."}, {root, stbench, "./cmd/stbench"},
 		} {
 			fmt.Fprintf(progress, "building %s in %s\n", filepath.Base(b.out), b.dir)
 			if err := command(ctx, b.dir, nil, nil, "go", "build", "-o", b.out, b.pkg); err != nil {
