@@ -6,12 +6,12 @@
 // once, from the working tree, so both sides get the same load generator.
 // Then, -pairs times, it runs stbench -versus: two fresh 3-node clusters
 // side by side, the old binary's and the new one's, each workload run on one
-// and then the other (a ABBA order over two rounds) while the other idles,
+// and then the other (an ABBA order over two rounds) while the other idles,
 // -rounds times; the old binary is the first cluster in odd pairs and the
 // second in even ones, since the second came out a little cheaper in
-// old-against-old checks. A pair's two runs of a
-// workload are seconds apart, so whatever else the machine does weighs on
-// both alike; the pair's figure per side is the median over its rounds. The
+// old-against-old checks. A pair's two runs of a workload are seconds
+// apart, so whatever else the machine does weighs on both alike; the
+// pair's figure per side is the median over its rounds. The
 // pair, not the round, is what the verdict counts: the same two clusters
 // serve every round of a run, and a cluster's own state (its batching
 // rhythm, its heap) can favour it throughout (an old-against-old check saw
