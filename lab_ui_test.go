@@ -89,7 +89,10 @@ func startLab(t *testing.T) (page string, nodes []labNode) {
 	// browsers refuse as well.
 	httpBase := freeRun(t, 3, 6000, 10080, 6665)
 	raftBase := freeRun(t, 3)
-	page = freeAddr(t)
+	// The supervisor refuses a port browsers refuse: 10080 is the one
+	// freeAddr's range holds.
+	for page = freeAddr(t); strings.HasSuffix(page, ":10080"); page = freeAddr(t) {
+	}
 	data := filepath.Join(dir, "cluster")
 	cmd := exec.Command(bin, "-bin", daemonPath, "-dir", data, "-n", "3", "-addr", page,
 		"-http-base", strconv.Itoa(httpBase), "-raft-base", strconv.Itoa(raftBase))
