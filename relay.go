@@ -62,6 +62,22 @@ func newRelay(j *joiner, done <-chan struct{}) *relay {
 	}
 }
 
+// memberAddr returns the HTTP address of the member whose server ID is id,
+// or answers the request itself (400 for no such member, 502 while its
+// address is unknown) and returns false.
+func (a *api) memberAddr(w http.ResponseWriter, id string) (string, bool) {
+	addr, ok := memberHTTP(a.store.Members(), id)
+	switch {
+	case !ok:
+		text(w, http.StatusBadRequest, "param error: no member has that server ID\n")
+		return "", false
+	case addr == "":
+		text(w, http.StatusBadGateway, "internal error: the HTTP address of "+id+" is not known yet\n")
+		return "", false
+	}
+	return addr, true
+}
+
 // memberHTTP returns the HTTP address of the member whose server ID is id.
 func memberHTTP(members []server, id string) (string, bool) {
 	for _, m := range members {
@@ -76,13 +92,8 @@ func memberHTTP(members []server, id string) (string, bool) {
 // server shuts down, or w accepts nothing for writeTimeout (as for a stream
 // of our own).
 func (a *api) relayEvents(w http.ResponseWriter, r *http.Request, id string) {
-	addr, ok := memberHTTP(a.store.Members(), id)
-	switch {
-	case !ok:
-		text(w, http.StatusBadRequest, "param error: no member has that server ID\n")
-		return
-	case addr == "":
-		text(w, http.StatusBadGateway, "internal error: the HTTP address of "+id+" is not known yet\n")
+	addr, ok := a.memberAddr(w, id)
+	if !ok {
 		return
 	}
 	select {
@@ -195,13 +206,8 @@ const maxAnswer = 8 << 20
 // forwardTo sends r, as it came (method, path, query, body, Authorization),
 // to the member whose server ID is id, and passes its answer back.
 func (a *api) forwardTo(w http.ResponseWriter, r *http.Request, id string) {
-	addr, ok := memberHTTP(a.store.Members(), id)
-	switch {
-	case !ok:
-		text(w, http.StatusBadRequest, "param error: no member has that server ID\n")
-		return
-	case addr == "":
-		text(w, http.StatusBadGateway, "internal error: the HTTP address of "+id+" is not known yet\n")
+	addr, ok := a.memberAddr(w, id)
+	if !ok {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBody))
