@@ -410,30 +410,20 @@ func run(ctx context.Context, cfg *config, out io.Writer) (err error) {
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
-	tmp := cfg.tmp
-	if tmp != "" {
-		if tmp, err = filepath.Abs(tmp); err != nil {
-			return err
-		}
-	}
-	dir, err := os.MkdirTemp(tmp, "stbench-")
+	dir, err := benchDir(cfg.tmp)
 	if err != nil {
 		return err
 	}
 	c := &cluster{bin: bin, dir: dir, extra: strings.Fields(cfg.nodeFlags), target: cfg.target}
-	results := io.Discard
-	if cfg.results != "" {
-		f, ferr := os.Create(cfg.results)
-		if ferr != nil {
-			return fmt.Errorf("-results: %w", ferr)
-		}
-		defer func() {
-			if cerr := f.Close(); cerr != nil && err == nil {
-				err = fmt.Errorf("-results: %w", cerr)
-			}
-		}()
-		results = f
+	results, closeResults, err := openResults(cfg.results)
+	if err != nil {
+		return err
 	}
+	defer func() {
+		if cerr := closeResults(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	extra, err := secureAPI(cfg)
 	if err != nil {
 		return err
@@ -1767,4 +1757,34 @@ func runBare(ctx context.Context, cfg *config, dir string, out io.Writer, row st
 		*notes = append(*notes, fmt.Sprintf("%s: %.2f× %s (%s)", wr.w.name, wr.rps/ref.rps, what, cfg.target))
 	}
 	return nil
+}
+
+// benchDir makes a run's temporary directory under -tmp, absolute: the
+// nodes run in directories of their own.
+func benchDir(tmp string) (string, error) {
+	if tmp != "" {
+		var err error
+		if tmp, err = filepath.Abs(tmp); err != nil {
+			return "", err
+		}
+	}
+	return os.MkdirTemp(tmp, "stbench-")
+}
+
+// openResults opens -results for writing (or discards the rows when it is
+// ""); its close reports a failed close, which would lose rows.
+func openResults(path string) (io.Writer, func() error, error) {
+	if path == "" {
+		return io.Discard, func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-results: %w", err)
+	}
+	return f, func() error {
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("-results: %w", err)
+		}
+		return nil
+	}, nil
 }

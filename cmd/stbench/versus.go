@@ -30,29 +30,19 @@ func runVersus(ctx context.Context, cfg *config, out io.Writer) (err error) {
 			return err
 		}
 	}
-	tmp := cfg.tmp
-	if tmp != "" {
-		if tmp, err = filepath.Abs(tmp); err != nil {
-			return err
-		}
-	}
-	dir, err := os.MkdirTemp(tmp, "stbench-")
+	dir, err := benchDir(cfg.tmp)
 	if err != nil {
 		return err
 	}
-	results := io.Discard
-	if cfg.results != "" {
-		f, ferr := os.Create(cfg.results)
-		if ferr != nil {
-			return fmt.Errorf("-results: %w", ferr)
-		}
-		defer func() {
-			if cerr := f.Close(); cerr != nil && err == nil {
-				err = fmt.Errorf("-results: %w", cerr)
-			}
-		}()
-		results = f
+	results, closeResults, err := openResults(cfg.results)
+	if err != nil {
+		return err
 	}
+	defer func() {
+		if cerr := closeResults(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	extra, err := secureAPI(cfg)
 	if err != nil {
 		return err
