@@ -46,6 +46,16 @@ type truncWatchStore struct {
 	truncated func(from, to uint64, terms []uint64)
 }
 
+// IsMonotonic passes the wrapped store's raft.MonotonicLogStore answer on,
+// which embedding alone would hide. raft-wal refuses an entry that does not
+// follow the last one; told so, raft empties the log after installing a
+// snapshot instead of keeping the old entries, so that the next append is
+// not refused ("non-monotonic log entries") on a follower sent a snapshot.
+func (s *truncWatchStore) IsMonotonic() bool {
+	m, ok := s.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 // DeleteRange deletes [min, max] and reports it if it is a truncation.
 func (s *truncWatchStore) DeleteRange(min, max uint64) error {
 	first, errF := s.FirstIndex()

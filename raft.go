@@ -14,8 +14,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 )
 
 // applyTimeout bounds how long a write waits to be enqueued, and then to be
@@ -39,26 +37,30 @@ type nodeConfig struct {
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	TrailingLogs      uint64 // log entries kept behind a snapshot
+	LogStore          string // storeBolt or storeWAL (store.go)
+	WALSegmentSize    int    // bytes per raft-wal segment file
 	Lab               bool   // serve /lab/: link faults set over HTTP (lab.go)
 	Logger            hclog.Logger
 }
 
 // node is one stcache server: the one place that talks to hashicorp/raft.
 type node struct {
-	cfg       nodeConfig
-	log       hclog.Logger
-	raft      *raft.Raft
-	fsm       *fsm
-	cache     *cache
-	logStore  *raftboltdb.BoltStore
-	raftLog   *truncWatchStore // logStore as raft writes it: reports truncations (log.go)
-	stable    *raftboltdb.BoltStore
-	stream    *streamLayer
-	transport *raft.NetworkTransport
-	commits   *committer
-	reads     *verifier
-	events    *hub // what /events streams (events.go, observe.go)
-	lab       *lab // nil without -lab
+	cfg      nodeConfig
+	log      hclog.Logger
+	raft     *raft.Raft
+	fsm      *fsm
+	cache    *cache
+	logStore raft.LogStore
+	raftLog  *truncWatchStore // logStore as raft writes it: reports truncations (log.go)
+	stable   raft.StableStore
+	// closeStores closes logStore and stable (store.go), after Raft stops.
+	closeStores func() error
+	stream      *streamLayer
+	transport   *raft.NetworkTransport
+	commits     *committer
+	reads       *verifier
+	events      *hub // what /events streams (events.go, observe.go)
+	lab         *lab // nil without -lab
 
 	// writable is the tutorial's write-permission flag, driven by NotifyCh.
 	writable atomic.Bool
@@ -99,7 +101,6 @@ type node struct {
 	membersDone chan struct{}
 	eventsDone  chan struct{}
 	reaperDone  chan struct{}
-	stopStats   context.CancelFunc // ends raft-boltdb's metrics loops
 	shutdown    sync.Once
 }
 
@@ -148,34 +149,13 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		}
 	}()
 
-	openBolt := func(name string) (*raftboltdb.BoltStore, error) {
-		path := filepath.Join(cfg.Dir, name)
-		// A timeout, because bbolt otherwise waits forever for the file
-		// lock that another stcached on the same dir holds.
-		s, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{Timeout: time.Second}})
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: locked by another process (is a node already running on %s?)", path, cfg.Dir)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", path, err)
-		}
-		closers = append(closers, s)
-		return s, nil
-	}
-	if n.logStore, err = openBolt("raft-log.bolt"); err != nil {
+	st, err := openStores(cfg.LogStore, cfg.Dir, cfg.WALSegmentSize, log)
+	if err != nil {
 		return nil, err
 	}
-	if n.stable, err = openBolt("raft-stable.bolt"); err != nil {
-		return nil, err
-	}
+	closers = append(closers, closerFunc(st.close))
+	n.logStore, n.stable, n.closeStores = st.log, st.stable, st.close
 	n.raftLog = &truncWatchStore{LogStore: n.logStore, truncated: n.truncated}
-	// raft-boltdb reports its gauges (free pages, transactions) only while
-	// RunMetrics runs.
-	statsCtx, stopStats := context.WithCancel(context.Background())
-	n.stopStats = stopStats
-	closers = append(closers, closerFunc(func() error { stopStats(); return nil }))
-	go n.logStore.RunMetrics(statsCtx, 0)
-	go n.stable.RunMetrics(statsCtx, 0)
 	if err := checkSnapshots(cfg.Dir); err != nil {
 		return nil, err
 	}
@@ -772,12 +752,8 @@ func (n *node) Shutdown() error {
 		<-n.membersDone
 		<-n.eventsDone
 		<-n.reaperDone
-		n.stopStats()
-		if err := n.logStore.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close log store: %w", err))
-		}
-		if err := n.stable.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close stable store: %w", err))
+		if err := n.closeStores(); err != nil {
+			errs = append(errs, err)
 		}
 	})
 	return errors.Join(errs...)
