@@ -100,27 +100,28 @@ import (
 )
 
 type config struct {
-	stcached   string
-	nodeFlags  string
-	duration   time.Duration
-	keys       int
-	valueSize  int
-	workloads  []workload
-	preloadCon int
-	keep       bool
-	tmp        string
-	raw        bool
-	pkg        bool   // -client pkg: through the client package
-	wrk        bool   // -client wrk: stale gets by wrk, plus the bare reference
-	serveBare  string // hidden: be the bare reference server on this address
-	bareLike   bool   // hidden: ... with stcached's server timeouts and Content-Type
-	scale      bool
-	target     string // targetStcache, targetTutorial or targetHraftd
-	certs      string // -certs: run the nodes with TLS from this dir (make certs)
-	tokenFile  string // -token-file: run the nodes with this token, and send it
-	results    string // -results: each row's figures as JSON lines, for cmd/perfcheck
-	versus     string // -versus: a second cluster from this binary, loaded in turn (versus.go)
-	rounds     int    // -rounds: with -versus, how many times each workload runs on each
+	stcached    string
+	nodeFlags   string
+	versusFlags string // -versus-node-flags: cluster b's nodes only
+	duration    time.Duration
+	keys        int
+	valueSize   int
+	workloads   []workload
+	preloadCon  int
+	keep        bool
+	tmp         string
+	raw         bool
+	pkg         bool   // -client pkg: through the client package
+	wrk         bool   // -client wrk: stale gets by wrk, plus the bare reference
+	serveBare   string // hidden: be the bare reference server on this address
+	bareLike    bool   // hidden: ... with stcached's server timeouts and Content-Type
+	scale       bool
+	target      string // targetStcache, targetTutorial or targetHraftd
+	certs       string // -certs: run the nodes with TLS from this dir (make certs)
+	tokenFile   string // -token-file: run the nodes with this token, and send it
+	results     string // -results: each row's figures as JSON lines, for cmd/perfcheck
+	versus      string // -versus: a second cluster from this binary, loaded in turn (versus.go)
+	rounds      int    // -rounds: with -versus, how many times each workload runs on each
 }
 
 // api is how stbench reaches the nodes' HTTP API: plain HTTP as in the
@@ -204,6 +205,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&cfg.bareLike, "serve-bare-timeouts", false, "(internal) with -serve-bare: stcached's server timeouts and Content-Type")
 	fs.StringVar(&cfg.tokenFile, "token-file", "", "run the nodes with this -token-file, and send its token; stcache only")
 	fs.StringVar(&cfg.versus, "versus", "", "also start a second cluster from this stcached binary and run each workload on both in turn (a from -stcached, b from -versus; the other cluster idles meanwhile), -rounds times, alternating which goes first: the pairs cmd/perfcheck compares")
+	fs.StringVar(&cfg.versusFlags, "versus-node-flags", "", "with -versus: extra flags for cluster b's nodes only, after -node-flags (e.g. -versus ./stcached -versus-node-flags \"-log-store wal\" compares the log stores with one binary)")
 	fs.IntVar(&cfg.rounds, "rounds", 1, "with -versus: how many rounds")
 	fs.StringVar(&cfg.results, "results", "", "also write each workload's figures to this file, one JSON object per line, unrounded (cmd/perfcheck reads them): workload, side and round (-versus), ops_per_sec, requests, errors, leader_cpu_us, cluster_cpu_us, stbench_cpu_us (per answered request; 0 without /proc), leader_changed, others_cpu (the share of the machine's CPU that other processes used meanwhile)")
 	fs.Usage = func() {
@@ -283,6 +285,9 @@ Flags:
 	}
 	if cfg.versus != "" && (cfg.target != targetStcache || cfg.wrk || cfg.scale) {
 		return nil, errors.New("-versus needs -target stcache, and works without -client wrk and -scale")
+	}
+	if cfg.versusFlags != "" && cfg.versus == "" {
+		return nil, errors.New("-versus-node-flags needs -versus")
 	}
 	if cfg.rounds <= 0 {
 		return nil, errors.New("-rounds must be positive")

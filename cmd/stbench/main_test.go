@@ -172,11 +172,12 @@ func TestWriteResult(t *testing.T) {
 
 // -versus compares two stcache binaries on the plain load only.
 func TestVersusFlags(t *testing.T) {
-	cfg, err := parseFlags([]string{"-versus", "./other", "-rounds", "3"})
-	if err != nil || cfg.versus != "./other" || cfg.rounds != 3 {
+	cfg, err := parseFlags([]string{"-versus", "./other", "-rounds", "3", "-versus-node-flags", "-log-store wal"})
+	if err != nil || cfg.versus != "./other" || cfg.rounds != 3 || cfg.versusFlags != "-log-store wal" {
 		t.Errorf("got %+v, %v", cfg, err)
 	}
 	for _, bad := range [][]string{
+		{"-versus-node-flags", "-log-store wal"},
 		{"-versus", "x", "-scale"},
 		{"-versus", "x", "-target", "hraftd"},
 		{"-rounds", "0"},

@@ -67,7 +67,11 @@ func runVersus(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return err
 		}
-		c := &cluster{bin: bins[side], dir: d, extra: append(strings.Fields(cfg.nodeFlags), extra...), target: cfg.target}
+		flags := strings.Fields(cfg.nodeFlags)
+		if side == "b" {
+			flags = append(flags, strings.Fields(cfg.versusFlags)...)
+		}
+		c := &cluster{bin: bins[side], dir: d, extra: append(flags, extra...), target: cfg.target}
 		l := &lane{c: c}
 		lanes[side] = l
 		if err := c.start(ctx); err != nil {
@@ -79,7 +83,7 @@ func runVersus(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		if l.b, err = newBencher(cfg, l.leader.http, c.httpAddrs()...); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "stbench: cluster %s: 3 nodes from %s, leader %s (http %s)\n", side, bins[side], l.leader.name, l.leader.http)
+		fmt.Fprintf(out, "stbench: cluster %s: 3 nodes from %s %s, leader %s (http %s)\n", side, bins[side], strings.Join(flags, " "), l.leader.name, l.leader.http)
 	}
 	fmt.Fprintf(out, "%d CPUs, GOMAXPROCS %d; keyspace %d keys, values %d bytes, %s per workload, %s clients\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), cfg.keys, cfg.valueSize, cfg.duration, clientName(cfg))
