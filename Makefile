@@ -13,7 +13,7 @@ NODES   := $(shell seq 1 $(N))
 LABADDR := 127.0.0.1:6080
 NODEFLAGS ?= -lab -trailing-logs 128
 
-.PHONY: build test fmt-check vet staticcheck gotest cluster demo certs stop clean bench gobench jepsen perfcheck
+.PHONY: build test fmt-check vet staticcheck gotest cluster demo certs stop clean bench bench-etcd gobench jepsen perfcheck
 
 build:
 	$(GO) build -o $(BIN) .
@@ -113,6 +113,16 @@ BENCHFLAGS ?=
 bench:
 	$(GO) build -o $(BIN) . && $(GO) build -o stbench ./cmd/stbench && ./stbench -stcached $(BIN) $(BENCHFLAGS)
 
+# The same load against etcd (3 local members of etcd 3.6, each a process
+# of its own, etcd's default settings, its own Go client aimed at the
+# leader), for the comparison in docs/performance.md. bench/etcd is a module
+# of its own, so etcd and gRPC stay out of stcache's go.mod (and out of
+# make test's ./...); the first build downloads and compiles etcd (minutes).
+# E.g. ETCDFLAGS="-workloads set1,set64 -duration 4s".
+ETCDFLAGS ?=
+bench-etcd:
+	cd bench/etcd && $(GO) build -o ../../etcdbench . && cd ../.. && ./etcdbench $(ETCDFLAGS)
+
 gobench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x .
 
@@ -163,4 +173,4 @@ stop:
 	done
 
 clean: stop
-	rm -rf $(BIN) $(LAB) $(CLUSTER) stbench
+	rm -rf $(BIN) $(LAB) $(CLUSTER) stbench etcdbench
