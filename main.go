@@ -66,8 +66,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.snapshotInterval, "snapshot-interval", 20*time.Second, "how often Raft checks whether to take a snapshot")
 	fs.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 2, "log entries since the last snapshot that make a snapshot due")
 	fs.Uint64Var(&o.trailingLogs, "trailing-logs", raft.DefaultConfig().TrailingLogs, "log entries kept behind each snapshot (Raft TrailingLogs); a follower further behind is sent the snapshot")
-	fs.StringVar(&o.logStore, "log-store", storeBolt, "where Raft keeps its log, term and vote: bolt (BoltDB: raft-log.bolt and raft-stable.bolt, as in the tutorial) or wal (hashicorp/raft-wal, an append-only log in <dir>/wal/: one fsync per entry instead of two); a data dir opens only with the store it was made with")
-	walSegment := fs.String("wal-segment-size", "64MiB", "with -log-store wal: the size of each segment file, allocated whole when it is created; a segment is deleted once a snapshot covers it, so the log takes two to three of them on disk (4KiB to 1GiB)")
+	fs.StringVar(&o.logStore, "log-store", storeBolt, "where Raft keeps its log, term and vote: bolt (BoltDB: raft-log.bolt and raft-stable.bolt, as in the tutorial) or wal (hashicorp/raft-wal, an append-only log in <dir>/wal/: one fsync per append instead of two, not yet as proven); a data dir opens only with the store it was made with, never converted")
+	walSegment := fs.String("wal-segment-size", "64MiB", "with -log-store wal: the size of each segment file, allocated whole when it is created; a segment is deleted once a snapshot covers it, so the log takes one or two of them on disk (4KiB to 1GiB)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	maxMemory := fs.String("max-memory", "1GiB", "most bytes of keys plus values the map may hold (KiB, MiB, GiB or plain bytes; 0: no limit); the leader refuses writes past it with 507")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/ (behind the -token-file token when there is one)")
@@ -130,6 +130,14 @@ Flags:
 	}
 	if o.walSegmentSize, err = parseBytes(*walSegment); err != nil || o.walSegmentSize < minWALSegment || o.walSegmentSize > maxWALSegment {
 		return nil, fmt.Errorf("-wal-segment-size %q: want 4KiB to 1GiB", *walSegment)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "wal-segment-size" && o.logStore != storeWAL && err == nil {
+			err = errors.New("-wal-segment-size is for -log-store wal only")
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	if o.httpAdvertise, err = advertised("-http", o.httpAddr, o.httpAdvertise); err != nil {
 		return nil, err

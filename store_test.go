@@ -156,6 +156,7 @@ func TestWALStore(t *testing.T) {
 			{[]string{"-dir", l.dir, "-log-store", "wal"}, 1, "wal-meta.db: locked by another process"},
 			{[]string{"-log-store", "lsm"}, 2, `-log-store "lsm": want bolt or wal`},
 			{[]string{"-log-store", "wal", "-wal-segment-size", "1KiB"}, 2, `-wal-segment-size "1KiB": want 4KiB to 1GiB`},
+			{[]string{"-wal-segment-size", "1MiB"}, 2, "-wal-segment-size is for -log-store wal only"},
 		} {
 			out, code := runDaemon(t, append(tc.args, "-http", freeAddr(t), "-raft", freeAddr(t))...)
 			if last := lastLine(out); code != tc.code || !strings.HasPrefix(last, "stcached: ") || !strings.Contains(last, tc.msg) {
