@@ -83,7 +83,7 @@ func runVersus(ctx context.Context, cfg *config, out io.Writer) (err error) {
 		if l.b, err = newBencher(cfg, l.leader.http, c.httpAddrs()...); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "stbench: cluster %s: 3 nodes from %s %s, leader %s (http %s)\n", side, bins[side], strings.Join(flags, " "), l.leader.name, l.leader.http)
+		fmt.Fprintf(out, "stbench: cluster %s: 3 nodes from %s, leader %s (http %s)\n", side, strings.Join(append([]string{bins[side]}, flags...), " "), l.leader.name, l.leader.http)
 	}
 	fmt.Fprintf(out, "%d CPUs, GOMAXPROCS %d; keyspace %d keys, values %d bytes, %s per workload, %s clients\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), cfg.keys, cfg.valueSize, cfg.duration, clientName(cfg))
