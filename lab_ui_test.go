@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -602,50 +603,89 @@ func TestLabInBrowser(t *testing.T) {
 		read(f, "strong", f.name+": 307 refused: this node is not the leader (it redirects to it)")
 	})
 
-	// Lesson 4 from the page, on the real cluster: the isolated leader's
-	// writes are never acknowledged, the majority elects and commits, and on
-	// heal the old leader's uncommitted entries are replaced.
-	t.Run("lesson 4", func(t *testing.T) {
-		var old labNode
-		waitFor(t, 10*time.Second, "a leader", func() error {
-			for _, n := range nodes {
-				if s, err := n.status(); err == nil && s.State == "Leader" && s.Writable {
-					old = n
-					return nil
-				}
-			}
-			return fmt.Errorf("none")
-		})
-		clickIn(t, ctx, "#top", "Lessons")
-		clickIn(t, ctx, "#lesson-body", "4. An isolated leader")
+	// runLesson runs the page's lesson of that title from its list, step by
+	// step: each must reach its expected outcome (lessons.json's "outcome"
+	// words, every placeholder filled) within its time. before runs ahead
+	// of a step's "Do it".
+	runLesson := func(t *testing.T, title string, before func(step int)) {
+		t.Helper()
+		if evalString(ctx, `String(document.getElementById('lessons').hidden)`) == "true" {
+			clickIn(t, ctx, "#top", "Lessons")
+		}
+		if problems := evalString(ctx, `lessonProblems.join("; ")`); problems != "" {
+			t.Fatalf("the page's lessons: %s", problems)
+		}
+		clickIn(t, ctx, "#lesson-body", title)
+		steps, err := chromedp.Run(ctx, chromedp.Evaluate[int](`running.lesson.steps.length`))
+		if err != nil || steps == 0 {
+			t.Fatalf("lesson %q: %d steps (%v)", title, steps, err)
+		}
 		phase := func(step int) error {
-			got := evalString(ctx, `(() => { const b = document.querySelector('#lesson-body'); return b.dataset.step + ' ' + b.dataset.phase; })()`)
-			if got == fmt.Sprintf("%d late", step) {
-				screenshot(t, ctx, "lab-lesson4-late.png")
+			got := evalString(ctx, `(() => { const b = document.querySelector('#lesson-body'); return b.dataset.step + ' ' + b.dataset.phase + ' ' + b.dataset.outcome; })()`)
+			if strings.HasPrefix(got, fmt.Sprintf("%d late", step)) || got == fmt.Sprintf("%d done otherwise", step) {
+				screenshot(t, ctx, "lab-lesson-late.png")
 				t.Logf("timeline: %s", evalString(ctx, `[...document.querySelectorAll('#timeline li')].slice(0, 40).map(li => li.innerText.replace(/\s+/g, ' ')).join('\n')`))
-				t.Fatalf("lesson 4 step %d ran out of time: %s", step, evalString(ctx, `document.querySelector('#lesson-body').innerText`))
+				t.Fatalf("%s, step %d: %s: %s", title, step, got, evalString(ctx, `document.querySelector('#lesson-body').innerText`))
 			}
-			if got != fmt.Sprintf("%d done", step) {
+			if got != fmt.Sprintf("%d done expected", step) {
 				return fmt.Errorf("lesson at %q", got)
 			}
 			return nil
 		}
-		for step := 1; step <= 3; step++ {
-			if step == 3 {
-				screenshot(t, ctx, "lab-lesson4-before-heal.png")
+		for step := 1; step <= steps; step++ {
+			if before != nil {
+				before(step)
 			}
 			clickIn(t, ctx, "#lesson-body", "Do it")
-			waitFor(t, 30*time.Second, fmt.Sprintf("lesson 4, step %d", step), func() error { return phase(step) })
-			if step < 3 {
+			waitFor(t, 30*time.Second, fmt.Sprintf("%s, step %d", title, step), func() error { return phase(step) })
+			if text := evalString(ctx, `document.querySelector('#lesson-body').innerText`); regexp.MustCompile(`\{[a-z_]+\}`).MatchString(text) {
+				t.Fatalf("%s, step %d: a placeholder left unfilled: %q", title, step, text)
+			}
+			if step < steps {
 				clickIn(t, ctx, "#lesson-body", "Next")
 			}
 		}
+	}
+
+	// Lesson 3 from the page: a frozen follower cut from the leader answers
+	// the old value to a stale read and refuses a strong one, the leader
+	// answers the new; then the link is healed and the follower catches up.
+	t.Run("lesson 3", func(t *testing.T) {
+		runLesson(t, "3. A stale read, then a strong one", nil)
+		text := evalString(ctx, `document.querySelector('#lesson-body').innerText`)
+		if !strings.Contains(text, "The leader answered new") || !strings.Contains(text, "307, a redirect to the leader") {
+			t.Fatalf("lesson 3's end: %q", text)
+		}
+		clickIn(t, ctx, "#lesson-body", "Finish")
+		waitFor(t, 10*time.Second, "no cut left, every node answering lesson3=new", func() error {
+			if err := cutsAre(nil); err != nil {
+				return err
+			}
+			for _, n := range nodes {
+				if r, err := call(n.http, "/get?key=lesson3"); err != nil || r.body != "new\n" {
+					return fmt.Errorf("%s: %v %q", n.name, err, r.body)
+				}
+			}
+			return nil
+		})
+	})
+
+	// Lesson 4 from the page, on the real cluster: the isolated leader's
+	// writes are never acknowledged, the majority elects and commits, and on
+	// heal the old leader's uncommitted entries are replaced.
+	t.Run("lesson 4", func(t *testing.T) {
+		old, _ := leader(t)
+		runLesson(t, "4. An isolated leader", func(step int) {
+			if step == 3 {
+				screenshot(t, ctx, "lab-lesson4-before-heal.png")
+			}
+		})
 		if open := evalString(ctx, `getComputedStyle(document.getElementById('node-menu')).display`); open != "none" {
 			t.Errorf("a node's menu is open at the end of the lesson: %q", evalString(ctx, `document.getElementById('node-menu').innerText`))
 		}
 		screenshot(t, ctx, "lab-lesson4-after-heal.png")
 		text := evalString(ctx, `document.querySelector('#lesson-body').innerText`)
-		if !strings.Contains(text, "never got ok") || !strings.Contains(text, "dropped entr") {
+		if !strings.Contains(text, "never got ok") || !strings.Contains(text, "replaced entr") {
 			t.Fatalf("lesson 4's end: %q", text)
 		}
 		// On the real node: the truncate event reached the page, and the old
