@@ -18,6 +18,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -223,7 +224,11 @@ func (d *demo) walkLesson(ctx context.Context, src *lessonSource, l lesson) erro
 		})
 		if err != nil {
 			text, _ := fill(s.Otherwise, c.say)
-			d.say("  ✗ %s", wrap(fmt.Sprintf("This did not happen within %d s (%v). %s", src.StepTimeoutSeconds, orNotYet(last), text), "    "))
+			why := ""
+			if last != nil {
+				why = fmt.Sprintf(" (%v)", last)
+			}
+			d.say("  ✗ %s", wrap(fmt.Sprintf("This did not happen within %d s%s. %s", src.StepTimeoutSeconds, why, text), "    "))
 			if d.auto {
 				return fmt.Errorf("step %s: its outcome did not come within %d s", s.ID, src.StepTimeoutSeconds)
 			}
@@ -253,14 +258,7 @@ func (d *demo) walkLesson(ctx context.Context, src *lessonSource, l lesson) erro
 	return nil
 }
 
-var errNotYet = fmt.Errorf("not yet")
-
-func orNotYet(err error) error {
-	if err == nil {
-		return errNotYet
-	}
-	return err
-}
+var errNotYet = errors.New("not yet")
 
 // unfilled: a placeholder no fact filled is the page and the demo
 // disagreeing on a step's facts; -auto stops there.
