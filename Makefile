@@ -99,7 +99,7 @@ cluster: build
 # AUTO=1 runs it unattended and checks every step's outcome (cmd/demo's test
 # does that on a lab of its own). LESSONS=1,4 walks only those lessons
 # (LESSONS= none); TUTORIAL=0 skips the tutorial's part.
-LESSONS  ?= 1,2,3,4,5,6
+LESSONS  ?= all
 TUTORIAL ?= 1
 demo: cluster
 	$(GO) run ./cmd/demo -lab $(LABADDR) -dir $(CLUSTER) -lessons '$(LESSONS)' $(if $(filter 0,$(TUTORIAL)),-tutorial=false) $(if $(filter 1,$(AUTO)),-auto)

@@ -144,6 +144,12 @@ func (d *demo) walkLessons(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if d.allLesson {
+		d.lessonSel = nil
+		for i := range src.Lessons {
+			d.lessonSel = append(d.lessonSel, i+1)
+		}
+	}
 	for _, i := range d.lessonSel {
 		if i > len(src.Lessons) {
 			return fmt.Errorf("-lessons: there is no lesson %d (%d lessons)", i, len(src.Lessons))

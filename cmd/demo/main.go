@@ -63,6 +63,7 @@ type demo struct {
 	auto      bool
 	tutorial  bool
 	lessonSel []int // lesson numbers to walk, 1-based
+	allLesson bool  // every lesson the cluster's lessons.json has
 	steps     int
 	in        *bufio.Reader
 	out       io.Writer
@@ -92,7 +93,7 @@ func newDemo(ctx context.Context, args []string, in io.Reader, out io.Writer) (*
 	dir := fs.String("dir", "cluster", "make cluster's directory (the tutorial's snapshots are read from it)")
 	auto := fs.Bool("auto", false, "run unattended: no waiting for Enter, and check each step's outcome")
 	tutorial := fs.Bool("tutorial", true, "walk the tutorial's section 4 first")
-	lessons := fs.String("lessons", "1,2,3,4,5,6", "the page's lessons to walk, by number, comma-separated (\"\": none)")
+	lessons := fs.String("lessons", "all", "the page's lessons to walk: all, or their numbers, comma-separated (\"\": none)")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "demo: the tutorial's section 4, then the page's lessons, narrated, on the make cluster nodes (make demo, or make demo AUTO=1).")
 		fs.PrintDefaults()
@@ -107,7 +108,11 @@ func newDemo(ctx context.Context, args []string, in io.Reader, out io.Writer) (*
 			return http.ErrUseLastResponse
 		}},
 	}
+	d.allLesson = *lessons == "all"
 	for _, f := range strings.FieldsFunc(*lessons, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if d.allLesson {
+			break
+		}
 		i, err := strconv.Atoi(f)
 		if err != nil || i < 1 {
 			return nil, fmt.Errorf("-lessons %q: want lesson numbers, e.g. 1,4", *lessons)
@@ -142,7 +147,7 @@ ones this demo walks, in the same words.`, d.lab)
 	} else if err := d.startAll(ctx); err != nil {
 		return err
 	}
-	if len(d.lessonSel) > 0 {
+	if d.allLesson || len(d.lessonSel) > 0 {
 		if err := d.walkLessons(ctx); err != nil {
 			return err
 		}
