@@ -111,9 +111,11 @@ const STEPS = {
       const w = await setKey(c.leader, "lesson3", "old");
       for (let i = 0; i < 50 && !members().every((n) => !n.open || n.applied >= w.index); i++) await new Promise((r) => setTimeout(r, 100));
       await procCall(c.f, "freeze");
-      c.w = await setKey(c.leader, "lesson3", "new");
-      // Keep the leader's news from it for now, so the read below is stale for sure.
+      // Keep the leader's news from it for now, so the read below is stale
+      // for sure; cut before the write, so nothing about the write can
+      // already sit in the frozen node's socket when it thaws.
       await labCall(c.leader, "cut", c.f);
+      c.w = await setKey(c.leader, "lesson3", "new");
       await procCall(c.f, "thaw");
     },
     until: (c) => !!c.w,

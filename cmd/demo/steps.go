@@ -142,12 +142,14 @@ var steps = map[string]stepImpl{
 			if err := d.proc(ctx, c.f, "freeze"); err != nil {
 				return err
 			}
-			c.w = d.setKey(ctx, c.leader, "lesson3", "new", 15*time.Second)
 			// Keep the leader's news from it for now, so the read that
-			// follows is stale for sure.
+			// follows is stale for sure; cut before the write, so nothing
+			// about the write can already sit in the frozen node's socket
+			// when it thaws.
 			if err := d.labCall(ctx, c.leader, "cut", c.f); err != nil {
 				return err
 			}
+			c.w = d.setKey(ctx, c.leader, "lesson3", "new", 15*time.Second)
 			return d.proc(ctx, c.f, "thaw")
 		},
 		until: func(context.Context, *demo, *lessonRun) (bool, error) { return true, nil },
