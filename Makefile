@@ -92,12 +92,17 @@ cluster: build
 	@echo "stop with: make stop"
 	@n=$$(($(N)+1)); [ ! -d $(CLUSTER)/node$$n ] || echo "note: $(CLUSTER)/node$$n is left from a larger make cluster: it is still a member and counts in every majority (make clean starts over)"
 
-# The tutorial's section 4 as a narrated walkthrough on the make cluster nodes
-# (it starts any that are not running): each step says what to watch in
-# http://127.0.0.1:6001/ui and waits for Enter. AUTO=1 runs it unattended and
-# checks every step (cmd/demo's test does that on a cluster of its own).
-demo: build
-	$(GO) run ./cmd/demo -bin $(BIN) -dir $(CLUSTER) $(if $(filter 1,$(AUTO)),-auto)
+# A narrated walkthrough on the make cluster nodes (make cluster runs first and
+# starts whatever is not running): the tutorial's section 4, then the lab
+# page's lessons, in the page's own steps and words (ui/lessons.json). Each
+# step says what to watch on http://127.0.0.1:6080/ and waits for Enter.
+# AUTO=1 runs it unattended and checks every step's outcome (cmd/demo's test
+# does that on a lab of its own). LESSONS=1,4 walks only those lessons
+# (LESSONS= none); TUTORIAL=0 skips the tutorial's part.
+LESSONS  ?= all
+TUTORIAL ?= 1
+demo: cluster
+	$(GO) run ./cmd/demo -lab $(LABADDR) -dir $(CLUSTER) -lessons '$(LESSONS)' $(if $(filter 0,$(TUTORIAL)),-tutorial=false) $(if $(filter 1,$(AUTO)),-auto)
 
 # A CA and one certificate per host for -tls-cert/-tls-key/-tls-ca, in ./certs/
 # (an existing CA there is reused). HOSTS: the names peers dial, comma-separated;

@@ -391,7 +391,9 @@ func (a *api) set(w http.ResponseWriter, r *http.Request, p url.Values) {
 // watch that index reach each node (/events, /status).
 func setIndex(w http.ResponseWriter, index uint64) {
 	if index != 0 {
-		w.Header().Set("X-Raft-Index", strconv.FormatUint(index, 10))
+		// The key is already canonical: Header.Set would check it again
+		// on every write.
+		w.Header()["X-Raft-Index"] = []string{strconv.FormatUint(index, 10)}
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -368,50 +370,322 @@ func TestLabInBrowser(t *testing.T) {
 		})
 	})
 
-	// Lesson 4 from the page, on the real cluster: the isolated leader's
-	// writes are never acknowledged, the majority elects and commits, and on
-	// heal the old leader's uncommitted entries are replaced.
-	t.Run("lesson 4", func(t *testing.T) {
-		var old labNode
-		waitFor(t, 10*time.Second, "a leader", func() error {
+	// The link controls, each on the real cluster: its effect in the nodes'
+	// own lab state (/status), on Raft (who follows whom, when a write is
+	// applied), on the ring, and healed again before the next.
+	leader := func(t *testing.T) (l labNode, fs []labNode) {
+		t.Helper()
+		waitFor(t, 10*time.Second, "a writable leader", func() error {
 			for _, n := range nodes {
 				if s, err := n.status(); err == nil && s.State == "Leader" && s.Writable {
-					old = n
+					l = n
 					return nil
 				}
 			}
 			return fmt.Errorf("none")
 		})
-		clickIn(t, ctx, "#top", "Lessons")
-		clickIn(t, ctx, "#lesson-body", "4. An isolated leader")
-		phase := func(step int) error {
-			got := evalString(ctx, `(() => { const b = document.querySelector('#lesson-body'); return b.dataset.step + ' ' + b.dataset.phase; })()`)
-			if got == fmt.Sprintf("%d late", step) {
-				screenshot(t, ctx, "lab-lesson4-late.png")
-				t.Logf("timeline: %s", evalString(ctx, `[...document.querySelectorAll('#timeline li')].slice(0, 40).map(li => li.innerText.replace(/\s+/g, ' ')).join('\n')`))
-				t.Fatalf("lesson 4 step %d ran out of time: %s", step, evalString(ctx, `document.querySelector('#lesson-body').innerText`))
+		for _, n := range nodes {
+			if n != l {
+				fs = append(fs, n)
 			}
-			if got != fmt.Sprintf("%d done", step) {
+		}
+		return l, fs
+	}
+	labOf := func(n labNode) (cut []string, slow map[string]string, err error) {
+		s, err := n.status()
+		if err != nil {
+			return nil, nil, err
+		}
+		if s.Lab == nil {
+			return nil, nil, fmt.Errorf("%s shows no lab state", n.name)
+		}
+		cut = append([]string(nil), s.Lab.Cut...)
+		slices.Sort(cut)
+		return cut, s.Lab.Slow, nil
+	}
+	// want: each node's cuts, by name; nodes not named have none.
+	cutsAre := func(want map[labNode][]labNode) error {
+		for _, n := range nodes {
+			var ids []string
+			for _, m := range want[n] {
+				ids = append(ids, m.raft)
+			}
+			slices.Sort(ids)
+			cut, _, err := labOf(n)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(cut, ids) {
+				return fmt.Errorf("%s cuts %v, want %v", n.name, cut, ids)
+			}
+		}
+		return nil
+	}
+	drawn := func(kind string, from, to labNode) int {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll('[data-fault="%s %s %s"]').length`, kind, from.raft, to.raft)))
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	follows := func(n, l labNode) error {
+		s, err := n.status()
+		if err != nil {
+			return err
+		}
+		if s.State != "Follower" || s.Leader != l.raft {
+			return fmt.Errorf("%s is %s, leader %q, want a follower of %s", n.name, s.State, s.Leader, l.name)
+		}
+		return nil
+	}
+	lostLeader := func(n, l labNode) error {
+		s, err := n.status()
+		if err != nil {
+			return err
+		}
+		if s.Leader == l.raft {
+			return fmt.Errorf("%s still hears %s (%s)", n.name, l.name, s.State)
+		}
+		return nil
+	}
+	// write sets key through the leader and returns its log index.
+	write := func(t *testing.T, l labNode, key string) uint64 {
+		t.Helper()
+		r := getFollowing(t, l.http, "/set?key="+key+"&value=v")
+		if r.code != 200 {
+			t.Fatalf("set %s: %d %q", key, r.code, r.body)
+		}
+		return parseIndex(r.header.Get("X-Raft-Index"))
+	}
+	applies := func(t *testing.T, n labNode, idx uint64) {
+		t.Helper()
+		waitFor(t, 10*time.Second, fmt.Sprintf("%s to apply entry %d", n.name, idx), func() error {
+			if s, err := n.status(); err != nil || s.AppliedIndex < idx {
+				return fmt.Errorf("applied %d (%v)", s.AppliedIndex, err)
+			}
+			return nil
+		})
+	}
+
+	t.Run("isolate, heal its links", func(t *testing.T) {
+		l, fs := leader(t)
+		f, o := fs[0], fs[1]
+		menu(t, ctx, f)
+		clickIn(t, ctx, "#node-menu", "isolate")
+		waitFor(t, 10*time.Second, f.name+" cut from both others, both ways, drawn so, and without a leader", func() error {
+			if err := cutsAre(map[labNode][]labNode{f: {l, o}, l: {f}, o: {f}}); err != nil {
+				return err
+			}
+			for _, m := range []labNode{l, o} {
+				if drawn("cut", f, m) != 1 || drawn("cut", m, f) != 1 {
+					return fmt.Errorf("%s ↔ %s not drawn cut both ways", f.name, m.name)
+				}
+			}
+			return lostLeader(f, l)
+		})
+		// The majority carries on without it.
+		idx := write(t, l, "isolated")
+		applies(t, o, idx)
+		if s, err := f.status(); err != nil || s.AppliedIndex >= idx {
+			t.Fatalf("the isolated %s applied %d ≥ %d (%v)", f.name, s.AppliedIndex, idx, err)
+		}
+		menu(t, ctx, f)
+		clickIn(t, ctx, "#node-menu", "heal its links")
+		waitFor(t, 10*time.Second, "no cut left, "+f.name+" following "+l.name+" again", func() error {
+			if err := cutsAre(nil); err != nil {
+				return err
+			}
+			return follows(f, l)
+		})
+		applies(t, f, idx)
+	})
+
+	t.Run("cut both ways, heal the link", func(t *testing.T) {
+		l, fs := leader(t)
+		f, o := fs[0], fs[1]
+		menu(t, ctx, f)
+		clickWhere(t, ctx, "#node-menu .menu-row", "to "+l.name+":", "cut ↔")
+		waitFor(t, 10*time.Second, f.name+" ↔ "+l.name+" cut on both, drawn so; "+f.name+" without a leader", func() error {
+			if err := cutsAre(map[labNode][]labNode{f: {l}, l: {f}}); err != nil {
+				return err
+			}
+			if drawn("cut", f, l) != 1 || drawn("cut", l, f) != 1 || drawn("cut", f, o) != 0 {
+				return fmt.Errorf("cuts drawn: %d %d %d", drawn("cut", f, l), drawn("cut", l, f), drawn("cut", f, o))
+			}
+			return lostLeader(f, l)
+		})
+		// Only that link: the other follower still follows, the leader leads.
+		if err := follows(o, l); err != nil {
+			t.Fatal(err)
+		}
+		menu(t, ctx, f)
+		clickWhere(t, ctx, "#node-menu .menu-row", "to "+l.name+":", "heal")
+		waitFor(t, 10*time.Second, "the link healed, "+f.name+" following "+l.name+" again", func() error {
+			if err := cutsAre(nil); err != nil {
+				return err
+			}
+			if drawn("cut", f, l)+drawn("cut", l, f) != 0 {
+				return fmt.Errorf("a cut still drawn")
+			}
+			return follows(f, l)
+		})
+	})
+
+	t.Run("slow, heal the link", func(t *testing.T) {
+		l, fs := leader(t)
+		f := fs[0]
+		menu(t, ctx, l)
+		clickWhere(t, ctx, "#node-menu .menu-row", "to "+f.name+":", "slow →")
+		waitFor(t, 10*time.Second, l.name+" → "+f.name+" slowed, drawn so", func() error {
+			if _, slow, err := labOf(l); err != nil || slow[f.raft] != "200ms" || len(slow) != 1 {
+				return fmt.Errorf("%s slows %v (%v)", l.name, slow, err)
+			}
+			if drawn("slow", l, f) != 1 {
+				return fmt.Errorf("not drawn")
+			}
+			return nil
+		})
+		// The entry and the commit index that lets f apply it both travel
+		// on l → f, each message 200 ms late: f cannot apply a write
+		// sooner than 200 ms after it was sent.
+		sent := time.Now()
+		idx := write(t, l, "slow")
+		var lag time.Duration
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if s, err := f.status(); err == nil && s.AppliedIndex >= idx {
+				lag = time.Since(sent)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not apply entry %d within 10 s", f.name, idx)
+			}
+		}
+		t.Logf("%s applied the write %v after it was sent", f.name, lag.Round(time.Millisecond))
+		if lag < 200*time.Millisecond {
+			t.Fatalf("%s applied the write %v after it was sent through a link 200 ms slow", f.name, lag)
+		}
+		menu(t, ctx, l)
+		clickWhere(t, ctx, "#node-menu .menu-row", "to "+f.name+":", "heal")
+		waitFor(t, 10*time.Second, "the link healed", func() error {
+			if _, slow, err := labOf(l); err != nil || len(slow) != 0 {
+				return fmt.Errorf("%s slows %v (%v)", l.name, slow, err)
+			}
+			if drawn("slow", l, f) != 0 {
+				return fmt.Errorf("still drawn")
+			}
+			return nil
+		})
+	})
+
+	t.Run("stale and strong reads", func(t *testing.T) {
+		l, fs := leader(t)
+		f := fs[0]
+		idx := write(t, l, "readme")
+		applies(t, f, idx)
+		read := func(n labNode, consistency, want string) {
+			t.Helper()
+			if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](fmt.Sprintf(`(() => { const f = document.querySelector('#read'); f.elements.key.value = "readme"; f.elements.node.value = %q; f.elements.consistency.value = %q; document.querySelector('#read-result').textContent = ""; f.requestSubmit(); })()`, n.raft, consistency))); err != nil && !strings.Contains(err.Error(), "undefined") {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, fmt.Sprintf("a %s read from %s", consistency, n.name), func() error {
+				if got := evalString(ctx, `document.querySelector('#read-result').textContent`); got != want {
+					return fmt.Errorf("#read-result %q, want %q", got, want)
+				}
+				return nil
+			})
+		}
+		// What the nodes answer themselves, which the page must show.
+		if r, err := call(f.http, "/get?key=readme"); err != nil || r.body != "v\n" {
+			t.Fatalf("%s: %v %q", f.name, err, r.body)
+		}
+		read(f, "stale", f.name+": readme = v")
+		read(l, "strong", l.name+": readme = v")
+		read(f, "strong", f.name+": 307 refused: this node is not the leader (it redirects to it)")
+	})
+
+	// runLesson runs the page's lesson of that title from its list, step by
+	// step: each must reach its expected outcome (lessons.json's "outcome"
+	// words, every placeholder filled) within its time. before runs ahead
+	// of a step's "Do it".
+	runLesson := func(t *testing.T, title string, before func(step int)) {
+		t.Helper()
+		if evalString(ctx, `String(document.getElementById('lessons').hidden)`) == "true" {
+			clickIn(t, ctx, "#top", "Lessons")
+		}
+		if problems := evalString(ctx, `lessonProblems.join("; ")`); problems != "" {
+			t.Fatalf("the page's lessons: %s", problems)
+		}
+		clickIn(t, ctx, "#lesson-body", title)
+		steps, err := chromedp.Run(ctx, chromedp.Evaluate[int](`running.lesson.steps.length`))
+		if err != nil || steps == 0 {
+			t.Fatalf("lesson %q: %d steps (%v)", title, steps, err)
+		}
+		phase := func(step int) error {
+			got := evalString(ctx, `(() => { const b = document.querySelector('#lesson-body'); return b.dataset.step + ' ' + b.dataset.phase + ' ' + b.dataset.outcome; })()`)
+			if strings.HasPrefix(got, fmt.Sprintf("%d late", step)) || got == fmt.Sprintf("%d done otherwise", step) {
+				screenshot(t, ctx, "lab-lesson-late.png")
+				t.Logf("timeline: %s", evalString(ctx, `[...document.querySelectorAll('#timeline li')].slice(0, 40).map(li => li.innerText.replace(/\s+/g, ' ')).join('\n')`))
+				t.Fatalf("%s, step %d: %s: %s", title, step, got, evalString(ctx, `document.querySelector('#lesson-body').innerText`))
+			}
+			if got != fmt.Sprintf("%d done expected", step) {
 				return fmt.Errorf("lesson at %q", got)
 			}
 			return nil
 		}
-		for step := 1; step <= 3; step++ {
-			if step == 3 {
-				screenshot(t, ctx, "lab-lesson4-before-heal.png")
+		for step := 1; step <= steps; step++ {
+			if before != nil {
+				before(step)
 			}
 			clickIn(t, ctx, "#lesson-body", "Do it")
-			waitFor(t, 30*time.Second, fmt.Sprintf("lesson 4, step %d", step), func() error { return phase(step) })
-			if step < 3 {
+			waitFor(t, 30*time.Second, fmt.Sprintf("%s, step %d", title, step), func() error { return phase(step) })
+			if text := evalString(ctx, `document.querySelector('#lesson-body').innerText`); regexp.MustCompile(`\{[a-z_]+\}`).MatchString(text) {
+				t.Fatalf("%s, step %d: a placeholder left unfilled: %q", title, step, text)
+			}
+			if step < steps {
 				clickIn(t, ctx, "#lesson-body", "Next")
 			}
 		}
+	}
+
+	// Lesson 3 from the page: a frozen follower cut from the leader answers
+	// the old value to a stale read and refuses a strong one, the leader
+	// answers the new; then the link is healed and the follower catches up.
+	t.Run("lesson 3", func(t *testing.T) {
+		runLesson(t, "3. A stale read, then a strong one", nil)
+		text := evalString(ctx, `document.querySelector('#lesson-body').innerText`)
+		if !strings.Contains(text, "The leader answered new") || !strings.Contains(text, "307, a redirect to the leader") {
+			t.Fatalf("lesson 3's end: %q", text)
+		}
+		clickIn(t, ctx, "#lesson-body", "Finish")
+		waitFor(t, 10*time.Second, "no cut left, every node answering lesson3=new", func() error {
+			if err := cutsAre(nil); err != nil {
+				return err
+			}
+			for _, n := range nodes {
+				if r, err := call(n.http, "/get?key=lesson3"); err != nil || r.body != "new\n" {
+					return fmt.Errorf("%s: %v %q", n.name, err, r.body)
+				}
+			}
+			return nil
+		})
+	})
+
+	// Lesson 4 from the page, on the real cluster: the isolated leader's
+	// writes are never acknowledged, the majority elects and commits, and on
+	// heal the old leader's uncommitted entries are replaced.
+	t.Run("lesson 4", func(t *testing.T) {
+		old, _ := leader(t)
+		runLesson(t, "4. An isolated leader", func(step int) {
+			if step == 3 {
+				screenshot(t, ctx, "lab-lesson4-before-heal.png")
+			}
+		})
 		if open := evalString(ctx, `getComputedStyle(document.getElementById('node-menu')).display`); open != "none" {
 			t.Errorf("a node's menu is open at the end of the lesson: %q", evalString(ctx, `document.getElementById('node-menu').innerText`))
 		}
 		screenshot(t, ctx, "lab-lesson4-after-heal.png")
 		text := evalString(ctx, `document.querySelector('#lesson-body').innerText`)
-		if !strings.Contains(text, "never got ok") || !strings.Contains(text, "dropped entr") {
+		if !strings.Contains(text, "never got ok") || !strings.Contains(text, "replaced entr") {
 			t.Fatalf("lesson 4's end: %q", text)
 		}
 		// On the real node: the truncate event reached the page, and the old

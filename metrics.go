@@ -1,8 +1,8 @@
 package main
 
 // GET /metrics: Prometheus text format from one registry of our own holding
-// hashicorp/raft's and raft-boltdb's metrics (through go-metrics' Prometheus
-// sink), the Go runtime and process collectors, and stcache's own series.
+// hashicorp/raft's and raft-boltdb's metrics (through go-metrics, into
+// raftSink), the Go runtime and process collectors, and stcache's own series.
 
 import (
 	"net/http"
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	gometrics "github.com/hashicorp/go-metrics/compat"
-	gmprom "github.com/hashicorp/go-metrics/compat/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -69,10 +68,8 @@ func newMetrics() (*metrics, error) {
 	reg.MustRegister(m.requests, dur, m.batch,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Expiration: metricsExpiry, Registerer: reg})
-	if err != nil {
-		return nil, err
-	}
+	sink := newRaftSink(metricsExpiry) // metricsink.go: go-metrics' PrometheusSink's series, cheaper
+	reg.MustRegister(sink)
 	conf := gometrics.DefaultConfig("stcache")
 	conf.EnableHostname = false       // the hostname would be part of every gauge's name
 	conf.EnableRuntimeMetrics = false // the Go collector reports the runtime

@@ -110,6 +110,10 @@ const ACTIONS = {
   cutBoth: (n, m) => act(html`cut ${b(n.id)} ↔ ${b(m.id)} both ways`, n.id, () => Promise.all([
     nodeRequest(n, "POST", `/lab/cut?peer=${encodeURIComponent(m.id)}`),
     nodeRequest(m, "POST", `/lab/cut?peer=${encodeURIComponent(n.id)}`)])),
+  // Heals the one link between n and m, both ways: cuts and delays.
+  healLink: (n, m) => act(html`healed ${b(n.id)} ↔ ${b(m.id)} (cuts and delays, both ways)`, n.id, () => Promise.all([
+    nodeRequest(n, "POST", `/lab/heal?peer=${encodeURIComponent(m.id)}`),
+    nodeRequest(m, "POST", `/lab/heal?peer=${encodeURIComponent(n.id)}`)])),
   slow: (n, m) => act(html`slowed ${b(n.id)} → ${b(m.id)} (${SLOW_DELAY} more per message)`, n.id,
     () => nodeRequest(n, "POST", `/lab/slow?peer=${encodeURIComponent(m.id)}&delay=${SLOW_DELAY}`)),
   transfer: (n, m) => act(html`asked the leader ${b(n.id)} to hand over to ${b(m.id)} (it tells ${b(m.id)} to start an election at once)`, n.id,
@@ -188,7 +192,7 @@ function openMenu(n) {
       label.textContent = `to ${nameOf(m.id)}:`;
       row.append(label);
       menu.append(row);
-      for (const [text, fn] of [["cut →", ACTIONS.cut], ["cut ↔", ACTIONS.cutBoth], [`slow →`, ACTIONS.slow]]) {
+      for (const [text, fn] of [["cut →", ACTIONS.cut], ["cut ↔", ACTIONS.cutBoth], [`slow →`, ACTIONS.slow], ["heal", ACTIONS.healLink]]) {
         row.append(button(text, () => fn(n, m)));
       }
       if (n.role === "Leader" && n.open) row.append(button("hand over", () => ACTIONS.transfer(n, m), "leadership transfer"));

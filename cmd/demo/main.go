@@ -1,12 +1,17 @@
-// Command demo walks through the tutorial's section 4 on the `make cluster`
-// nodes, one step at a time, saying what each step does in Raft terms and
-// what to look at in the live view (/ui). It waits for Enter between steps;
-// with -auto it runs unattended and checks each step's outcome, exiting 1 on
-// the first that fails (make demo AUTO=1; a test runs it).
+// Command demo walks a learner through Raft on the cluster that make cluster
+// started, one step at a time, in a terminal: first the tutorial's section 4
+// (write, read, a stale read, snapshots, a restart, the leader killed and
+// back), then the live page's lessons, in the same steps and with the same
+// words as the page's Lessons panel. It waits for Enter between steps; with
+// -auto it runs unattended and checks each step's real outcome, exiting 1
+// on the first that fails (make demo AUTO=1; a test runs it).
 //
-// It uses make cluster's conventions: node i has its data in <dir>/node<i>,
-// its log in <dir>/node<i>.log and its PID in <dir>/node<i>.pid, so it works
-// on a cluster that make cluster started, and make stop stops what it starts.
+// It acts as the page does: process faults (crash, restart, freeze, thaw)
+// through the lab supervisor's API (cmd/stlab, make cluster's 127.0.0.1:6080),
+// link faults through the nodes' own /lab endpoints, writes and reads
+// straight to the node a step names. The lessons' steps and words come from
+// the page's own lessons.json, which it reads from the cluster it drives
+// (lessons.go).
 package main
 
 import (
@@ -20,8 +25,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,94 +45,140 @@ func main() {
 	}
 }
 
-// node is one of the three tutorial nodes.
+// node is one cluster node, as the supervisor lists it.
 type node struct {
-	name, http, raft string
+	Name string `json:"name"`
+	ID   string `json:"id"` // its Raft server ID
+	HTTP string `json:"http"`
+	Raft string `json:"raft"`
+	PID  int    `json:"pid"`
+	// State is the supervisor's: running, frozen or stopped.
+	State string `json:"state"`
 }
 
 type demo struct {
-	bin, dir  string
-	nodeFlags []string
+	lab       string // the supervisor's address
+	dir       string
 	nodes     []*node
 	auto      bool
+	tutorial  bool
+	lessonSel []int // lesson numbers to walk, 1-based
+	allLesson bool  // every lesson the cluster's lessons.json has
 	steps     int
 	in        *bufio.Reader
 	out       io.Writer
 	client    *http.Client // no redirects: a refusal is shown as it is
-	// kv is the project's Go client: writes and status, as a program
-	// would do them (it finds the leader, follows redirects, never sends
-	// a write twice). Reads that must come from one given node, and the
-	// refusal shown as it is, stay plain HTTP.
+	// kv is the project's Go client: the tutorial's writes, as a program
+	// would do them (it finds the leader, follows redirects, never sends a
+	// write twice). The lessons write to the node a step names, as the page
+	// does.
 	kv *client.Client
+	// walked: the lesson steps walked, by id, in order (for the tests).
+	walked []string
 }
 
 func run(ctx context.Context, args []string, in io.Reader, out io.Writer) error {
+	d, err := newDemo(ctx, args, in, out)
+	if err != nil {
+		return err
+	}
+	defer d.kv.Close()
+	return d.walk(ctx)
+}
+
+func newDemo(ctx context.Context, args []string, in io.Reader, out io.Writer) (*demo, error) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(out)
-	bin := fs.String("bin", "./stcached", "the stcached binary")
-	dir := fs.String("dir", "cluster", "make cluster's directory: node data, logs and PID files")
-	httpAddrs := fs.String("http", "127.0.0.1:6000,127.0.0.1:6001,127.0.0.1:6002", "the three nodes' HTTP addresses")
-	raftAddrs := fs.String("raft", "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002", "the three nodes' Raft addresses")
-	nodeFlags := fs.String("node-flags", "", "extra flags for nodes the demo starts (e.g. \"-snapshot-interval 1s\")")
+	labAddr := fs.String("lab", "127.0.0.1:6080", "the lab supervisor that make cluster started (its API acts on the processes)")
+	dir := fs.String("dir", "cluster", "make cluster's directory (the tutorial's snapshots are read from it)")
 	auto := fs.Bool("auto", false, "run unattended: no waiting for Enter, and check each step's outcome")
+	tutorial := fs.Bool("tutorial", true, "walk the tutorial's section 4 first")
+	lessons := fs.String("lessons", "all", "the page's lessons to walk: all, or their numbers, comma-separated (\"\": none)")
 	fs.Usage = func() {
-		fmt.Fprintln(out, "demo: the tutorial's section 4, narrated, on the make cluster nodes (make demo, or make demo AUTO=1).")
+		fmt.Fprintln(out, "demo: the tutorial's section 4, then the page's lessons, narrated, on the make cluster nodes (make demo, or make demo AUTO=1).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	hs, rs := strings.Split(*httpAddrs, ","), strings.Split(*raftAddrs, ",")
-	if len(hs) != 3 || len(rs) != 3 {
-		return errors.New("-http and -raft want three comma-separated addresses")
+		return nil, err
 	}
 	d := &demo{
-		bin: *bin, dir: *dir, nodeFlags: strings.Fields(*nodeFlags), auto: *auto,
+		lab: *labAddr, dir: *dir, auto: *auto, tutorial: *tutorial,
 		in: bufio.NewReader(in), out: out,
 		client: &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
 	}
-	for i := range 3 {
-		d.nodes = append(d.nodes, &node{name: fmt.Sprintf("node%d", i+1), http: hs[i], raft: rs[i]})
+	d.allLesson = *lessons == "all"
+	for _, f := range strings.FieldsFunc(*lessons, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if d.allLesson {
+			break
+		}
+		i, err := strconv.Atoi(f)
+		if err != nil || i < 1 {
+			return nil, fmt.Errorf("-lessons %q: want lesson numbers, e.g. 1,4", *lessons)
+		}
+		d.lessonSel = append(d.lessonSel, i)
 	}
-	kv, err := client.New(hs)
-	if err != nil {
-		return err
+	var err error
+	if d.nodes, err = d.supervised(ctx); err != nil {
+		return nil, fmt.Errorf("the lab supervisor at %s: %w (start the cluster with make cluster)", d.lab, err)
 	}
-	defer kv.Close()
-	d.kv = kv
-	return d.walk(ctx)
+	var addrs []string
+	for _, n := range d.nodes {
+		addrs = append(addrs, n.HTTP)
+	}
+	if d.kv, err = client.New(addrs); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
-// walk is the demo itself: each step narrates, waits, acts and checks.
+// walk is the demo itself: the tutorial, then the lessons.
 func (d *demo) walk(ctx context.Context) error {
-	d.say(`stcache demo: the tutorial's section 4, step by step.
+	d.say(`stcache demo: the tutorial's section 4, then the page's lessons, step by step.
 
-Open the live view in a browser now: http://%s/ui
-Every node serves it; it draws all three nodes from their own event streams
-(node1's relayed by node2: browsers refuse port 6000).`, d.nodes[min(1, len(d.nodes)-1)].http)
-
-	d.step("Start the cluster", `node1 starts with -bootstrap: a one-node cluster, so it elects itself leader.
-node2 and node3 start with -join: they ask node1 to add them as voters.
-In /ui: three circles, one gold (the leader); the term in the middle.`)
-	for _, n := range d.nodes {
-		if err := d.ensureRunning(n); err != nil {
+Open the lab's page in a browser now: http://%s/
+It draws every node from its own event stream; the lessons there are the
+ones this demo walks, in the same words.`, d.lab)
+	if d.tutorial {
+		if err := d.walkTutorial(ctx); err != nil {
 			return err
 		}
+	} else if err := d.startAll(ctx); err != nil {
+		return err
+	}
+	if d.allLesson || len(d.lessonSel) > 0 {
+		if err := d.walkLessons(ctx); err != nil {
+			return err
+		}
+	}
+	d.say(`
+The cluster keeps running: try your own faults from the page, and stop it
+with: make stop`)
+	return nil
+}
+
+// walkTutorial is the tutorial's section 4.
+func (d *demo) walkTutorial(ctx context.Context) error {
+	d.step("Start the cluster", `make cluster's lab supervisor started the nodes: node1 with -bootstrap (a
+one-node cluster, so it elects itself leader), the others with -join: they
+ask node1 to add them as voters. Any node that is not running is started now.
+On the page: a circle per node, one gold (the leader); the term in the middle.`)
+	if err := d.startAll(ctx); err != nil {
+		return err
 	}
 	leader, err := d.waitLeader(ctx, nil, 60*time.Second)
 	if err != nil {
 		return err
 	}
-	d.ok("%s leads; all three nodes are voters", leader.name)
+	d.ok("%s leads; all %d nodes are voters", leader.Name, len(d.nodes))
 
 	d.step("Write through the leader (4.1)", `curl '%s/set?key=hello&value=world'
 The leader appends the write to its log (L moves), sends it to the followers,
-and once a majority (2 of 3) has it on disk it is committed (C moves): then the
+and once a majority has it on disk it is committed (C moves): then the
 leader applies it to its map (A moves) and answers ok. Followers learn of the
 commit with the next message and apply a few milliseconds later.
-In /ui: watch the three markers move on each log strip, leader first.`, leader.http)
+On the page: watch the three markers move on each log strip, leader first.`, leader.HTTP)
 	idx, err := d.set(ctx, "hello", "world")
 	if err != nil {
 		return err
@@ -139,37 +190,38 @@ In /ui: watch the three markers move on each log strip, leader first.`, leader.h
 Any node answers reads from its own map. A follower that has not yet applied
 the entry answers the old value (a stale read): that is why the tutorial's
 reads are "eventually" consistent. A follower refuses writes with the
-tutorial's words, and says where the leader is (307).`, followers[0].http, followers[1].http)
+tutorial's words, and says where the leader is (307).`, followers[0].HTTP, followers[1].HTTP)
 	for _, f := range followers {
 		if err := d.waitValue(ctx, f, "hello", "world"); err != nil {
 			return err
 		}
-		d.ok("%s answers world", f.name)
+		d.ok("%s answers world", f.Name)
 	}
-	code, body, hdr, err := d.get(d.client, followers[0], "/set?key=hello&value=other")
+	code, body, hdr, err := d.get(followers[0], "/set?key=hello&value=other")
 	if err != nil {
 		return err
 	}
 	if code != 307 || body != "write method not allowed\n" {
-		return fmt.Errorf("a write on follower %s answered %d %q, want 307 write method not allowed", followers[0].name, code, body)
+		return fmt.Errorf("a write on follower %s answered %d %q, want 307 write method not allowed", followers[0].Name, code, body)
 	}
-	d.ok("a write on %s: 307 %q, leader at %s", followers[0].name, strings.TrimSpace(body), hdr.Get("X-Raft-Leader"))
+	d.ok("a write on %s: 307 %q, leader at %s", followers[0].Name, strings.TrimSpace(body), hdr.Get("X-Raft-Leader"))
 
-	d.step("A stale read, on purpose", `Stop %s (SIGSTOP: frozen, like a long GC pause), write hello=raft on the
-leader (2 of 3 is still a majority, so it commits), then let %s run again
-and read from it at once: it may still answer world until it has caught up.
+	d.step("A stale read, on purpose", `Freeze %s (SIGSTOP through the lab supervisor: frozen, like a long GC
+pause), write hello=raft on the leader (a majority is still up, so it
+commits), then thaw %s and read from it at once: it may still answer
+world until it has caught up.
 consistency=strong reads are never stale: only the leader serves them, after
 checking with a majority that it still leads.
-In /ui: %s's strip stops while it is frozen; the leader's link to it turns red.`, followers[1].name, followers[1].name, followers[1].name)
-	stale, err := d.staleRead(ctx, leader, followers[1])
+On the page: %s is drawn frozen, and its strip stops while it is.`, followers[1].Name, followers[1].Name, followers[1].Name)
+	stale, err := d.staleRead(ctx, followers[1])
 	if err != nil {
 		return err
 	}
-	d.ok("%s answered %q right after waking up (%s)", followers[1].name, stale, map[bool]string{true: "stale: it had not caught up yet", false: "it had already caught up"}[stale == "world"])
+	d.ok("%s answered %q right after waking up (%s)", followers[1].Name, stale, map[bool]string{true: "stale: it had not caught up yet", false: "it had already caught up"}[stale == "world"])
 	if err := d.waitValue(ctx, followers[1], "hello", "raft"); err != nil {
 		return err
 	}
-	via, err := client.New([]string{followers[1].http})
+	via, err := client.New([]string{followers[1].HTTP})
 	if err != nil {
 		return err
 	}
@@ -178,15 +230,15 @@ In /ui: %s's strip stops while it is frozen; the leader's link to it turns red.`
 	v, err := via.GetStrong(sctx, "hello")
 	cancel()
 	if err != nil || v != "raft" {
-		return fmt.Errorf("strong read via %s: %q %v", followers[1].name, v, err)
+		return fmt.Errorf("strong read via %s: %q %v", followers[1].Name, v, err)
 	}
-	d.ok("a strong read by a client given only %s's address (it finds the leader) answers raft", followers[1].name)
+	d.ok("a strong read by a client given only %s's address (it finds the leader) answers raft", followers[1].Name)
 
 	d.step("Snapshots (4.2)", `Every node saves its map to disk on its own once enough entries piled up
 (-snapshot-threshold 2) and Raft checks (every -snapshot-interval: 20 s to
 40 s with the tutorial's settings). The snapshot is <dir>/snapshots/<id>/state.bin
 (the map as JSON) plus meta.json; the log before it can then be dropped.
-In /ui: the S marker jumps to the A marker, and the timeline says "saved a snapshot".`)
+On the page: the S marker jumps to the A marker, and the timeline says "saved a snapshot".`)
 	for i := range 3 {
 		if _, err := d.set(ctx, fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i)); err != nil {
 			return err
@@ -198,29 +250,30 @@ In /ui: the S marker jumps to the A marker, and the timeline says "saved a snaps
 	d.ok("every node has a snapshot holding the keys")
 
 	restart := followers[0]
-	d.step("Restart from a snapshot (4.2)", `Stop %s (SIGTERM) and start it again: it loads its snapshot, replays
-the few log entries after it, and is back with all the data.
-In /ui: %s turns grey (unreachable), then comes back with its S marker where
-it was, and catches up from there.`, restart.name, restart.name)
-	if err := d.stop(restart, syscall.SIGTERM); err != nil {
+	d.step("Restart from a snapshot (4.2)", `Stop %s (SIGTERM, as from a terminal) and have the lab supervisor start it
+again: it loads its snapshot, replays the few log entries after it, and is
+back with all the data.
+On the page: %s turns grey (unreachable), then comes back with its S marker
+where it was, and catches up from there.`, restart.Name, restart.Name)
+	if err := d.terminate(ctx, restart); err != nil {
 		return err
 	}
-	if err := d.ensureRunning(restart); err != nil {
+	if err := d.proc(ctx, restart, "restart"); err != nil {
 		return err
 	}
 	if err := d.waitValue(ctx, restart, "k2", "v2"); err != nil {
 		return err
 	}
-	d.ok("%s restarted and serves k2=v2", restart.name)
+	d.ok("%s restarted and serves k2=v2", restart.Name)
 
-	d.step("Kill the leader (4.3)", `The demo kills %s (%s) with kill -9. The followers expect a message from the leader about
-every 100 ms; after about 1 s of silence one of them becomes a candidate, asks
-the others for votes in a new term, and wins with a majority (itself and the
-other survivor). Writes then go to the new leader.
-In /ui: %s goes grey, a follower turns orange (candidate), vote requests fly,
-the term goes up, and one node turns gold.`, leader.name, d.pidString(leader), leader.name)
+	d.step("Kill the leader (4.3)", `The demo has the lab supervisor kill %s (%s) with SIGKILL, as kill -9 does.
+The followers expect a message from the leader about every 100 ms; after about
+1 s of silence one of them becomes a candidate, asks the others for votes in a
+new term, and wins with a majority. Writes then go to the new leader.
+On the page: %s goes grey, a follower turns orange (candidate), vote requests
+fly, the term goes up, and one node turns gold.`, leader.Name, d.pidString(ctx, leader), leader.Name)
 	old := leader
-	if err := d.stop(old, syscall.SIGKILL); err != nil {
+	if err := d.proc(ctx, old, "crash"); err != nil {
 		return err
 	}
 	leader, err = d.waitLeader(ctx, old, 30*time.Second)
@@ -230,12 +283,12 @@ the term goes up, and one node turns gold.`, leader.name, d.pidString(leader), l
 	if _, err := d.set(ctx, "after", "failover"); err != nil {
 		return err
 	}
-	d.ok("%s leads now and takes writes", leader.name)
+	d.ok("%s leads now and takes writes", leader.Name)
 
 	d.step("The old leader comes back (4.3)", `Start %s again. It still believes in its old term until it hears the new
 leader, then becomes a follower and catches up on what it missed.
-In /ui: %s turns blue (follower), and its strip fills up to the others'.`, old.name, old.name)
-	if err := d.ensureRunning(old); err != nil {
+On the page: %s turns blue (follower), and its strip fills up to the others'.`, old.Name, old.Name)
+	if err := d.proc(ctx, old, "restart"); err != nil {
 		return err
 	}
 	if err := d.waitValue(ctx, old, "after", "failover"); err != nil {
@@ -246,13 +299,10 @@ In /ui: %s turns blue (follower), and its strip fills up to the others'.`, old.n
 		return err
 	}
 	if st.State != "Follower" {
-		return fmt.Errorf("%s came back as %s, want Follower", old.name, st.State)
+		return fmt.Errorf("%s came back as %s, want Follower", old.Name, st.State)
 	}
-	d.ok("%s is a follower of %s and has every write", old.name, leader.name)
-
-	d.say(`
-That is the tutorial's section 4. The cluster keeps running: try your own
-kills and writes while watching /ui, and stop it with: make stop`)
+	d.ok("%s is a follower of %s and has every write", old.Name, leader.Name)
+	d.say("\nThat is the tutorial's section 4.")
 	return nil
 }
 
@@ -265,6 +315,10 @@ func (d *demo) step(title, format string, a ...any) {
 	d.steps++
 	d.say("\n== %d. %s ==", d.steps, title)
 	d.say(format, a...)
+	d.pause()
+}
+
+func (d *demo) pause() {
 	if !d.auto {
 		fmt.Fprint(d.out, "[Enter to run it] ")
 		_, _ = d.in.ReadString('\n') // EOF: carry on, as with -auto
@@ -273,75 +327,116 @@ func (d *demo) step(title, format string, a ...any) {
 
 func (d *demo) ok(format string, a ...any) { d.say("  ✓ "+format, a...) }
 
-// ---- the nodes ----
+// ---- the supervisor ----
 
-func (d *demo) pidFile(n *node) string { return filepath.Join(d.dir, n.name+".pid") }
-
-func (d *demo) pid(n *node) int {
-	b, err := os.ReadFile(d.pidFile(n))
+// supervised is the supervisor's list of the nodes, as the page reads it.
+func (d *demo) supervised(ctx context.Context) ([]*node, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.lab+"/lab-api/nodes", nil)
 	if err != nil {
-		return 0
+		return nil, err
 	}
-	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return p
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /lab-api/nodes: %s", resp.Status)
+	}
+	var list []*node
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, fmt.Errorf("GET /lab-api/nodes: %w", err)
+	}
+	if len(list) < 3 {
+		return nil, fmt.Errorf("%d nodes: the demo wants at least three", len(list))
+	}
+	return list, nil
 }
 
-func (d *demo) pidString(n *node) string { return "pid " + strconv.Itoa(d.pid(n)) }
+// proc asks the supervisor to crash, restart, freeze or thaw n, as the
+// page's node menu does.
+func (d *demo) proc(ctx context.Context, n *node, action string) error {
+	r := d.request(ctx, "http://"+d.lab, "POST", "/lab-api/nodes/"+url.PathEscape(n.Name)+"/"+action, nil, 30*time.Second)
+	if !r.ok {
+		return fmt.Errorf("%s %s: %s", action, n.Name, r.answer())
+	}
+	return nil
+}
 
-func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+// procState is n's process state as the supervisor sees it now.
+func (d *demo) procState(ctx context.Context, n *node) (*node, error) {
+	list, err := d.supervised(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range list {
+		if p.Name == n.Name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("%s is not listed by the supervisor", n.Name)
+}
 
-// ensureRunning starts n as make cluster does, unless it runs already.
-func (d *demo) ensureRunning(n *node) error {
-	if alive(d.pid(n)) {
-		return nil
+func (d *demo) pidString(ctx context.Context, n *node) string {
+	p, err := d.procState(ctx, n)
+	if err != nil {
+		return "pid unknown"
 	}
-	if err := os.MkdirAll(d.dir, 0o755); err != nil {
-		return err
+	return "pid " + strconv.Itoa(p.PID)
+}
+
+// startAll has the supervisor start every node that is not running, and
+// waits until each answers.
+func (d *demo) startAll(ctx context.Context) error {
+	for _, n := range d.nodes {
+		p, err := d.procState(ctx, n)
+		if err != nil {
+			return err
+		}
+		switch p.State {
+		case "stopped":
+			if err := d.proc(ctx, n, "restart"); err != nil {
+				return err
+			}
+		case "frozen":
+			if err := d.proc(ctx, n, "thaw"); err != nil {
+				return err
+			}
+		}
 	}
-	args := []string{"-node", n.name, "-dir", filepath.Join(d.dir, n.name), "-http", n.http, "-raft", n.raft}
-	if n == d.nodes[0] {
-		args = append(args, "-bootstrap") // a no-op once it has state
-	} else {
-		args = append(args, "-join", d.nodes[0].http)
+	for _, n := range d.nodes {
+		if err := d.poll(ctx, 30*time.Second, n.Name+" to answer", func() error {
+			_, err := d.status(ctx, n)
+			return err
+		}); err != nil {
+			return err
+		}
 	}
-	args = append(args, d.nodeFlags...)
-	logf, err := os.OpenFile(filepath.Join(d.dir, n.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	return nil
+}
+
+// terminate stops n with SIGTERM, as a terminal would, and waits until the
+// supervisor sees it stopped (it stays the supervisor's to restart).
+func (d *demo) terminate(ctx context.Context, n *node) error {
+	p, err := d.procState(ctx, n)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "=== demo: starting %s\n", n.name)
-	cmd := exec.Command(d.bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group: a Ctrl-C that ends the demo leaves the
-	// cluster running, as make cluster's nodes are.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", n.name, err)
+	if p.State != "running" || p.PID <= 0 {
+		return fmt.Errorf("%s is %s, not running", n.Name, p.State)
 	}
-	// Not waited for: the node outlives the demo, as with make cluster.
-	if err := os.WriteFile(d.pidFile(n), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
-		return err
+	if err := syscall.Kill(p.PID, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signal %s: %w", n.Name, err)
 	}
-	go func() { _ = cmd.Wait() }() // reaps it if it exits while the demo runs
-	return d.poll(context.Background(), 30*time.Second, n.name+" to answer", func() error {
-		_, err := d.status(context.Background(), n)
-		return err
-	})
-}
-
-// stop sends sig to n and waits until the process is gone.
-func (d *demo) stop(n *node, sig syscall.Signal) error {
-	pid := d.pid(n)
-	if !alive(pid) {
-		return fmt.Errorf("%s is not running", n.name)
-	}
-	if err := syscall.Kill(pid, sig); err != nil {
-		return fmt.Errorf("signal %s: %w", n.name, err)
-	}
-	return d.poll(context.Background(), 30*time.Second, n.name+" to exit", func() error {
-		if alive(pid) {
-			return errors.New("still running")
+	return d.poll(ctx, 30*time.Second, n.Name+" to exit", func() error {
+		p, err := d.procState(ctx, n)
+		if err != nil {
+			return err
+		}
+		if p.State != "stopped" {
+			return fmt.Errorf("still %s", p.State)
 		}
 		return nil
 	})
@@ -359,15 +454,47 @@ func (d *demo) others(n *node) []*node {
 
 // ---- HTTP ----
 
-// status is one node's own /status (no redirects, no other member).
-func (d *demo) status(ctx context.Context, n *node) (*client.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	return d.kv.StatusOf(ctx, n.http)
+// nodeStatus is what the demo reads of a node's /status.
+type nodeStatus struct {
+	State             string `json:"state"`
+	Leader            string `json:"leader"`
+	Term              uint64 `json:"term"`
+	LastLogIndex      uint64 `json:"last_log_index"`
+	CommitIndex       uint64 `json:"commit_index"`
+	AppliedIndex      uint64 `json:"applied_index"`
+	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
+	Writable          bool   `json:"writable"`
+	Servers           []struct {
+		ID string `json:"id"`
+	} `json:"servers"`
+	Lab *struct {
+		Cut []string `json:"cut"`
+	} `json:"lab"`
 }
 
-func (d *demo) get(c *http.Client, n *node, path string) (int, string, http.Header, error) {
-	resp, err := c.Get("http://" + n.http + path)
+func (s *nodeStatus) hasServer(id string) bool {
+	return slices.ContainsFunc(s.Servers, func(sv struct {
+		ID string `json:"id"`
+	}) bool {
+		return sv.ID == id
+	})
+}
+
+// status is one node's own /status (no redirects, no other member).
+func (d *demo) status(ctx context.Context, n *node) (*nodeStatus, error) {
+	r := d.request(ctx, "http://"+n.HTTP, "GET", "/status", nil, 5*time.Second)
+	if !r.ok {
+		return nil, fmt.Errorf("%s /status: %s", n.Name, r.answer())
+	}
+	var s nodeStatus
+	if err := json.Unmarshal([]byte(r.text), &s); err != nil {
+		return nil, fmt.Errorf("%s /status: %w", n.Name, err)
+	}
+	return &s, nil
+}
+
+func (d *demo) get(n *node, path string) (int, string, http.Header, error) {
+	resp, err := d.client.Get("http://" + n.HTTP + path)
 	if err != nil {
 		return 0, "", nil, err
 	}
@@ -389,7 +516,7 @@ func (d *demo) set(ctx context.Context, k, v string) (uint64, error) {
 }
 
 // waitLeader waits for a writable leader among the running nodes, other
-// than not.
+// than not, with every node a voter.
 func (d *demo) waitLeader(ctx context.Context, not *node, timeout time.Duration) (*node, error) {
 	var l *node
 	err := d.poll(ctx, timeout, "a leader", func() error {
@@ -397,19 +524,19 @@ func (d *demo) waitLeader(ctx context.Context, not *node, timeout time.Duration)
 			if n == not {
 				continue
 			}
-			if s, err := d.status(ctx, n); err == nil && s.State == "Leader" && s.Writable && len(s.Servers) == 3 {
+			if s, err := d.status(ctx, n); err == nil && s.State == "Leader" && s.Writable && len(s.Servers) == len(d.nodes) {
 				l = n
 				return nil
 			}
 		}
-		return errors.New("no writable leader with three voters yet")
+		return fmt.Errorf("no writable leader with %d voters yet", len(d.nodes))
 	})
 	return l, err
 }
 
 func (d *demo) waitValue(ctx context.Context, n *node, k, want string) error {
-	return d.poll(ctx, 30*time.Second, fmt.Sprintf("%s to answer %s=%s", n.name, k, want), func() error {
-		code, body, _, err := d.get(d.client, n, "/get?key="+url.QueryEscape(k))
+	return d.poll(ctx, 30*time.Second, fmt.Sprintf("%s to answer %s=%s", n.Name, k, want), func() error {
+		code, body, _, err := d.get(n, "/get?key="+url.QueryEscape(k))
 		if err != nil {
 			return err
 		}
@@ -420,26 +547,25 @@ func (d *demo) waitValue(ctx context.Context, n *node, k, want string) error {
 	})
 }
 
-// staleRead freezes f, writes hello=raft, wakes f and reads at once.
-func (d *demo) staleRead(ctx context.Context, leader, f *node) (string, error) {
-	pid := d.pid(f)
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+// staleRead freezes f, writes hello=raft, thaws f and reads at once.
+func (d *demo) staleRead(ctx context.Context, f *node) (string, error) {
+	if err := d.proc(ctx, f, "freeze"); err != nil {
 		return "", err
 	}
-	resumed := false
+	thawed := false
 	defer func() {
-		if !resumed {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
+		if !thawed {
+			_ = d.proc(context.Background(), f, "thaw") // best effort: the error that brought us here is the one to report
 		}
 	}()
 	if _, err := d.set(ctx, "hello", "raft"); err != nil {
 		return "", err
 	}
-	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+	if err := d.proc(ctx, f, "thaw"); err != nil {
 		return "", err
 	}
-	resumed = true
-	_, body, _, err := d.get(d.client, f, "/get?key=hello")
+	thawed = true
+	_, body, _, err := d.get(f, "/get?key=hello")
 	return strings.TrimSpace(body), err
 }
 
@@ -456,7 +582,7 @@ func (d *demo) waitSnapshots(ctx context.Context, timeout time.Duration) error {
 			}
 			if m["k2"] != "v2" {
 				_, _ = d.set(ctx, "nudge", time.Now().Format(time.RFC3339Nano)) // best effort
-				return fmt.Errorf("%s's snapshot has no k2 yet", n.name)
+				return fmt.Errorf("%s's snapshot has no k2 yet", n.Name)
 			}
 		}
 		d.ok("snapshots after %v", time.Since(start).Round(time.Second))
@@ -465,9 +591,9 @@ func (d *demo) waitSnapshots(ctx context.Context, timeout time.Duration) error {
 }
 
 func (d *demo) snapshot(n *node) (map[string]string, error) {
-	files, _ := filepath.Glob(filepath.Join(d.dir, n.name, "snapshots", "*", "state.bin"))
+	files, _ := filepath.Glob(filepath.Join(d.dir, n.Name, "snapshots", "*", "state.bin"))
 	if len(files) == 0 {
-		return nil, fmt.Errorf("%s has no snapshot yet", n.name)
+		return nil, fmt.Errorf("%s has no snapshot yet in %s", n.Name, filepath.Join(d.dir, n.Name, "snapshots"))
 	}
 	b, err := os.ReadFile(files[len(files)-1])
 	if err != nil {
@@ -475,7 +601,7 @@ func (d *demo) snapshot(n *node) (map[string]string, error) {
 	}
 	m := map[string]string{}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%s state.bin: %w", n.name, err)
+		return nil, fmt.Errorf("%s state.bin: %w", n.Name, err)
 	}
 	return m, nil
 }
