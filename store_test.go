@@ -102,12 +102,15 @@ func TestWALStore(t *testing.T) {
 		for i := range 3 * trailing {
 			set(fmt.Sprintf("lag%d", i), strconv.Itoa(i))
 		}
+		// Compaction alone is not enough: raft-wal serves an entry for as
+		// long as its segment file is there, so wait until the segment that
+		// holds the follower's next entry is deleted.
 		fill := 0
-		waitFor(t, 30*time.Second, "the leader to compact its log past "+f.name, func() error {
-			if to := compactedTo(l); to <= behind {
+		waitFor(t, 30*time.Second, "the leader to delete the segment with "+f.name+"'s next entry", func() error {
+			if first := firstSegmentBase(t, l.dir); first <= behind+1 {
 				fill++ // entries past the last snapshot make the next one due
 				set("lag-fill", strconv.Itoa(fill))
-				return fmt.Errorf("compacted to %d, %s has up to %d", to, f.name, behind)
+				return fmt.Errorf("the leader's first segment starts at %d; %s has up to %d", first, f.name, behind)
 			}
 			return nil
 		})
@@ -197,6 +200,28 @@ func TestWALStore(t *testing.T) {
 		walNode.restart()
 		haveAll(walNode)
 	})
+}
+
+// firstSegmentBase is the lowest first index of the raft-wal segment files
+// in a data dir (their names start with it), 0 if there is none.
+func firstSegmentBase(t *testing.T, dir string) uint64 {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first uint64
+	for _, seg := range segs {
+		base, _, ok := strings.Cut(filepath.Base(seg), "-")
+		n, err := strconv.ParseUint(base, 10, 64)
+		if !ok || err != nil {
+			t.Fatalf("segment file %s: not <first index>-<id>.wal", seg)
+		}
+		if first == 0 || n < first {
+			first = n
+		}
+	}
+	return first
 }
 
 // listFiles lists every file and directory under dir with its size and
