@@ -102,9 +102,9 @@ func TestWALStore(t *testing.T) {
 		for i := range 3 * trailing {
 			set(fmt.Sprintf("lag%d", i), strconv.Itoa(i))
 		}
-		// Compaction alone is not enough: raft-wal serves an entry for as
-		// long as its segment file is there, so wait until the segment that
-		// holds the follower's next entry is deleted.
+		// Compaction alone is not enough: raft-wal still serves compacted
+		// entries from the segment it appends to, so wait until the segment
+		// that held the follower's next entry is deleted.
 		fill := 0
 		waitFor(t, 30*time.Second, "the leader to delete the segment with "+f.name+"'s next entry", func() error {
 			if first := firstSegmentBase(t, l.dir); first <= behind+1 {
