@@ -54,8 +54,8 @@ func (n *node) reserve(cmd command) (held int64, err error) {
 	if max <= 0 || (cmd.op != opSet && cmd.op != opSetTTL) {
 		return 0, nil
 	}
-	bytes := n.cache.Bytes()
-	grow := charge(cmd.key, cmd.value, "", false)
+	bytes := n.cache.Charged()
+	grow := charge(cmd.key, cmd.value, "", false, entryOverhead)
 	if bytes+n.inFlight.Load()+grow > max {
 		if grow = n.cache.growth(cmd.key, cmd.value); grow <= 0 {
 			return 0, nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +29,7 @@ const ttlKeyPrefix = "\x00ttl:"
 // only by its snapshot, and only until its Release.
 type cache struct {
 	mu   sync.RWMutex
-	data map[string]string
+	data *kvStore // see store.go for its layout
 
 	// overlay is non-nil while data is frozen: it holds every write since
 	// Freeze, and reads look in it first.
@@ -55,7 +54,7 @@ type overlayEntry struct {
 }
 
 func newCache() *cache {
-	return &cache{data: make(map[string]string), deadlines: make(map[string]int64),
+	return &cache{data: newKVStore(), deadlines: make(map[string]int64),
 		now: func() int64 { return time.Now().UnixNano() }}
 }
 
@@ -78,8 +77,7 @@ func (c *cache) getLocked(key string) (string, bool) {
 	if e, ok := c.overlay[key]; ok {
 		return e.value, !e.deleted
 	}
-	v, ok := c.data[key]
-	return v, ok
+	return c.data.get(key)
 }
 
 // Len returns the number of keys (expired ones too, until reaped).
@@ -96,22 +94,31 @@ func (c *cache) Bytes() int64 {
 	return c.bytes
 }
 
-// growth is how many bytes setting key to value would add: an overwrite is
-// charged by the difference, so it may be negative.
+// Charged is what the cap (-max-memory) counts of the map as the leader
+// writes it now: the bytes plus entryOverhead per key.
+func (c *cache) Charged() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.bytes + int64(c.keys)*entryOverhead
+}
+
+// growth is how much setting key to value would add to Charged: an
+// overwrite is charged by the difference, so it may be negative.
 func (c *cache) growth(key, value string) int64 {
 	c.mu.RLock()
 	old, had := c.getLocked(key)
 	c.mu.RUnlock()
-	return charge(key, value, old, had)
+	return charge(key, value, old, had, entryOverhead)
 }
 
-// charge is what setting key to value adds to the bytes, given its old value
-// if it had one.
-func charge(key, value, old string, had bool) int64 {
+// charge is what setting key to value adds to what the cap counts, given
+// its old value if it had one and the overhead per key: a new key is
+// charged its bytes and the overhead, an overwrite the difference.
+func charge(key, value, old string, had bool, perKey int64) int64 {
 	if had {
 		return int64(len(value) - len(old))
 	}
-	return int64(len(key) + len(value))
+	return int64(len(key)+len(value)) + perKey
 }
 
 // expiry is a key and the deadline it had when found expired.
@@ -160,30 +167,33 @@ func (c *cache) update(fn func(w cacheWriter)) {
 type cacheWriter struct{ c *cache }
 
 // Set stores value under key, with no deadline (clearing an earlier one).
-func (w cacheWriter) Set(key, value string) { w.SetWithin(key, value, 0, 0) }
+func (w cacheWriter) Set(key, value string) { w.SetWithin(key, value, 0, 0, 0) }
 
 // SetExpiring stores value under key until deadline (Unix nanoseconds, as
 // recorded in the log entry by the leader: never this node's clock).
 func (w cacheWriter) SetExpiring(key, value string, deadline int64) {
-	w.SetWithin(key, value, deadline, 0)
+	w.SetWithin(key, value, deadline, 0, 0)
 }
 
 // SetWithin stores value under key until deadline (0: none, clearing an
-// earlier one), unless that would take the bytes past limit (0: no limit):
-// then it changes nothing and returns false. An overwrite is charged the
-// difference, so one that does not grow the map is always taken, even
-// above limit (a leader may have a smaller cap than the map already holds).
-func (w cacheWriter) SetWithin(key, value string, deadline, limit int64) bool {
+// earlier one), unless that would take the bytes plus perKey per key past
+// limit (0: no limit): then it changes nothing and returns false. An
+// overwrite is charged the difference, so one that does not grow the map
+// is always taken, even above limit (a leader may have a smaller cap than
+// the map already holds).
+func (w cacheWriter) SetWithin(key, value string, deadline, limit, perKey int64) bool {
 	c := w.c
 	old, had := c.getLocked(key)
-	grow := charge(key, value, old, had)
-	if limit > 0 && grow > 0 && c.bytes+grow > limit {
+	grow := charge(key, value, old, had, perKey)
+	if limit > 0 && grow > 0 && c.bytes+int64(c.keys)*perKey+grow > limit {
 		return false
 	}
-	if !had {
+	if had {
+		c.bytes += grow
+	} else {
 		c.keys++
+		c.bytes += int64(len(key) + len(value))
 	}
-	c.bytes += grow
 	c.put(key, value)
 	if deadline != 0 {
 		c.deadlines[key] = deadline
@@ -222,7 +232,7 @@ func (w cacheWriter) Expire(key string, deadline int64) {
 // put and remove write to the live map, or to the overlay while frozen.
 func (c *cache) put(key, value string) {
 	if c.overlay == nil {
-		c.data[key] = value
+		c.data.set(key, value)
 		return
 	}
 	c.overlay[key] = overlayEntry{value: value}
@@ -230,7 +240,7 @@ func (c *cache) put(key, value string) {
 
 func (c *cache) remove(key string) {
 	if c.overlay == nil {
-		delete(c.data, key)
+		c.data.delete(key)
 		return
 	}
 	c.overlay[key] = overlayEntry{deleted: true}
@@ -247,7 +257,7 @@ func (c *cache) remove(key string) {
 // Freeze falls back to building a merged copy, which becomes the live map
 // and the new snapshot's; the old snapshot's Release then does nothing.
 // That is correct, just as slow as copying always was.
-func (c *cache) Freeze() (m map[string]string, gen uint64) {
+func (c *cache) Freeze() (m *kvStore, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.overlay != nil {
@@ -275,22 +285,22 @@ func (c *cache) Release(gen uint64) {
 	c.overlay = nil
 }
 
-// mergedLocked returns a new map of the current contents: the frozen map
-// with the overlay applied. maps.Clone copies the table wholesale, much
-// faster than re-inserting each key.
-func (c *cache) mergedLocked() map[string]string {
-	m := maps.Clone(c.data)
+// mergedLocked returns a new store of the current contents: the frozen
+// store with the overlay applied. clone copies the index wholesale and
+// shares the chunks, much faster than re-inserting each key.
+func (c *cache) mergedLocked() *kvStore {
+	m := c.data.clone()
 	applyOverlay(m, c.overlay)
 	return m
 }
 
 // applyOverlay writes the overlay's sets and deletes into m.
-func applyOverlay(m map[string]string, overlay map[string]overlayEntry) {
+func applyOverlay(m *kvStore, overlay map[string]overlayEntry) {
 	for k, e := range overlay {
 		if e.deleted {
-			delete(m, k)
+			m.delete(k)
 		} else {
-			m[k] = e.value
+			m.set(k, e.value)
 		}
 	}
 }
@@ -302,27 +312,30 @@ func applyOverlay(m map[string]string, overlay map[string]overlayEntry) {
 // The counts and deadlines are rebuilt from m, in one pass before the lock.
 // A deadline record whose value does not parse, or whose key is absent, is
 // dropped: every node reads the same bytes and drops it alike.
-func (c *cache) Replace(m map[string]string) {
+func (c *cache) Replace(m *kvStore) {
 	if m == nil {
-		m = make(map[string]string)
+		m = newKVStore()
 	}
 	keys, bytes, deadlines := 0, int64(0), make(map[string]int64)
 	var bad []string
-	for k, v := range m {
+	_ = m.each(func(k, v string) error {
 		if rest, ok := strings.CutPrefix(k, ttlKeyPrefix); ok {
 			d, err := strconv.ParseInt(v, 10, 64)
-			if _, present := m[rest]; err != nil || !present {
+			if _, present := m.get(rest); err != nil || !present {
 				bad = append(bad, k)
-				continue
+				return nil
 			}
-			deadlines[rest] = d
-			continue
+			// A copy: k points into one of m's chunks, which the
+			// deadline would keep alive after compaction drops it.
+			deadlines[strings.Clone(rest)] = d
+			return nil
 		}
 		keys++
 		bytes += int64(len(k) + len(v))
-	}
+		return nil
+	})
 	for _, k := range bad {
-		delete(m, k)
+		m.delete(k)
 	}
 	c.mu.Lock()
 	c.data = m

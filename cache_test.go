@@ -14,7 +14,17 @@ import (
 func cacheContents(c *cache) map[string]string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.mergedLocked()
+	return storeMap(c.mergedLocked())
+}
+
+// storeMap returns a copy of what s holds.
+func storeMap(s *kvStore) map[string]string {
+	m := make(map[string]string, s.Len())
+	_ = s.each(func(k, v string) error {
+		m[k] = v
+		return nil
+	})
+	return m
 }
 
 // checkCache fails unless c holds exactly want, by Get, Len and contents.
@@ -35,7 +45,7 @@ func checkCache(t *testing.T, c *cache, want map[string]string) {
 
 func filledCache(m map[string]string) *cache {
 	c := newCache()
-	c.Replace(maps.Clone(m))
+	c.Replace(kvStoreOf(m))
 	return c
 }
 
@@ -60,17 +70,17 @@ func TestCacheFreezeRelease(t *testing.T) {
 	if _, ok := c.Get("b"); ok {
 		t.Fatal("deleted key still visible")
 	}
-	if !reflect.DeepEqual(frozen, before) {
-		t.Fatalf("frozen map changed: %v", frozen)
+	if !reflect.DeepEqual(storeMap(frozen), before) {
+		t.Fatalf("frozen map changed: %v", storeMap(frozen))
 	}
 
 	c.Release(gen)
 	checkCache(t, c, want)
-	if c.overlay != nil || !reflect.DeepEqual(c.data, want) {
-		t.Fatalf("after release: data %v, overlay %v", c.data, c.overlay)
+	if c.overlay != nil || !reflect.DeepEqual(storeMap(c.data), want) {
+		t.Fatalf("after release: data %v, overlay %v", storeMap(c.data), c.overlay)
 	}
 	c.Set("f", "6") // straight into the live map again
-	if c.overlay != nil || c.data["f"] != "6" {
+	if v, _ := c.data.get("f"); c.overlay != nil || v != "6" {
 		t.Fatal("write after release did not go to the map")
 	}
 }
@@ -84,15 +94,15 @@ func TestCacheReleaseAfterReplace(t *testing.T) {
 	c.Set("a", "2")
 	c.Set("b", "3")
 	restored := map[string]string{"r": "1"}
-	c.Replace(maps.Clone(restored))
+	c.Replace(kvStoreOf(restored))
 	checkCache(t, c, restored)
 	c.Release(gen)
 	checkCache(t, c, restored)
-	if !reflect.DeepEqual(frozen, before) {
-		t.Fatalf("frozen map changed: %v", frozen)
+	if !reflect.DeepEqual(storeMap(frozen), before) {
+		t.Fatalf("frozen map changed: %v", storeMap(frozen))
 	}
 	c.Set("x", "y")
-	if c.overlay != nil || c.data["x"] != "y" {
+	if v, _ := c.data.get("x"); c.overlay != nil || v != "y" {
 		t.Fatal("write after replace did not go to the map")
 	}
 }
@@ -106,8 +116,8 @@ func TestCacheStaleRelease(t *testing.T) {
 	frozen2, gen2 := c.Freeze()
 	c.Set("c", "3")
 	c.Release(gen1) // stale
-	if c.overlay == nil || !reflect.DeepEqual(frozen2, map[string]string{"a": "1", "b": "2"}) {
-		t.Fatalf("stale release merged: frozen %v, overlay %v", frozen2, c.overlay)
+	if c.overlay == nil || !reflect.DeepEqual(storeMap(frozen2), map[string]string{"a": "1", "b": "2"}) {
+		t.Fatalf("stale release merged: frozen %v, overlay %v", storeMap(frozen2), c.overlay)
 	}
 	want := map[string]string{"a": "1", "b": "2", "c": "3"}
 	checkCache(t, c, want)
@@ -130,8 +140,8 @@ func TestCacheFreezeWhileFrozen(t *testing.T) {
 	frozen2, gen2 := c.Freeze()
 	want1 := map[string]string{"a": "1", "b": "2"}
 	want2 := map[string]string{"a": "10", "c": "3"}
-	if !reflect.DeepEqual(frozen2, want2) {
-		t.Fatalf("second snapshot %v, want %v", frozen2, want2)
+	if !reflect.DeepEqual(storeMap(frozen2), want2) {
+		t.Fatalf("second snapshot %v, want %v", storeMap(frozen2), want2)
 	}
 	c.Set("d", "4")
 	c.Delete("a")
@@ -139,8 +149,8 @@ func TestCacheFreezeWhileFrozen(t *testing.T) {
 	checkCache(t, c, want)
 	c.Release(gen1)
 	checkCache(t, c, want)
-	if !reflect.DeepEqual(frozen1, want1) || !reflect.DeepEqual(frozen2, want2) {
-		t.Fatalf("frozen maps changed: %v, %v", frozen1, frozen2)
+	if !reflect.DeepEqual(storeMap(frozen1), want1) || !reflect.DeepEqual(storeMap(frozen2), want2) {
+		t.Fatalf("frozen maps changed: %v, %v", storeMap(frozen1), storeMap(frozen2))
 	}
 	c.Release(gen2)
 	checkCache(t, c, want)
@@ -160,8 +170,9 @@ func TestCacheModel(t *testing.T) {
 	c.now = func() int64 { return now }
 	model := map[string]string{}
 	type snap struct {
-		m, want map[string]string
-		gen     uint64
+		m    *kvStore
+		want map[string]string
+		gen  uint64
 	}
 	var snaps []snap
 	deadline := func(k string) (int64, bool) {
@@ -209,7 +220,7 @@ func TestCacheModel(t *testing.T) {
 			// A restore: a snapshot's map, with a deadline record whose
 			// key is gone and one that does not parse (both dropped).
 			model = map[string]string{"r" + k: k, k: "x", ttlKeyPrefix + k: "999", ttlKeyPrefix + "gone": "1", ttlKeyPrefix + "r" + k: "soon"}
-			c.Replace(maps.Clone(model))
+			c.Replace(kvStoreOf(model))
 			delete(model, ttlKeyPrefix+"gone")
 			delete(model, ttlKeyPrefix+"r"+k)
 		}
@@ -231,7 +242,7 @@ func TestCacheModel(t *testing.T) {
 			t.Fatalf("step %d: Get(%q) = %q %v, want %q %v", i, k, v, ok, want, present)
 		}
 		for _, s := range snaps {
-			if !reflect.DeepEqual(s.m, s.want) {
+			if !reflect.DeepEqual(storeMap(s.m), s.want) {
 				t.Fatalf("step %d: snapshot %d changed before its release", i, s.gen)
 			}
 		}
@@ -247,13 +258,18 @@ func TestCacheModel(t *testing.T) {
 	}
 }
 
-// growth charges a new key its key and value, an overwrite the difference.
+// growth charges a new key its key, its value and entryOverhead, an
+// overwrite the difference; Charged counts the overhead of every key.
 func TestCacheGrowth(t *testing.T) {
 	c := newCache()
-	if g := c.growth("key", "12345"); g != 8 {
+	if g := c.growth("key", "12345"); g != 8+entryOverhead {
 		t.Fatalf("new key: %d", g)
 	}
 	c.Set("key", "12345")
+	c.Set("k2", "1")
+	if b, ch := c.Bytes(), c.Charged(); b != 11 || ch != 11+2*entryOverhead {
+		t.Fatalf("bytes %d, charged %d", b, ch)
+	}
 	if g := c.growth("key", "12"); g != -3 {
 		t.Fatalf("shrinking overwrite: %d", g)
 	}
@@ -282,7 +298,7 @@ func TestCacheConcurrent(t *testing.T) {
 				for k := 0; k < keys; k++ {
 					m[strconv.Itoa(k)] = v
 				}
-				c.Replace(m)
+				c.Replace(kvStoreOf(m))
 				continue
 			}
 			c.update(func(w cacheWriter) {
@@ -307,13 +323,14 @@ func TestCacheConcurrent(t *testing.T) {
 	}
 	go untilStop(func() { // the snapshot goroutine
 		m, gen := c.Freeze()
-		if len(m) != 0 && len(m) != keys {
-			t.Errorf("snapshot of %d keys", len(m))
+		if m.Len() != 0 && m.Len() != keys {
+			t.Errorf("snapshot of %d keys", m.Len())
 		}
 		seen := map[string]bool{}
-		for _, v := range m {
+		_ = m.each(func(_, v string) error {
 			seen[v] = true
-		}
+			return nil
+		})
 		if len(seen) > 1 {
 			t.Errorf("snapshot holds half a batch: %v", seen)
 		}

@@ -33,10 +33,36 @@ const (
 // then decides, on every node, in every replay, whatever -max-memory each
 // node was started with. Entries written before (entryV1) still decode, with
 // no cap, which is how they were applied when they were new.
+//
+// Since 0xB3 the cap counts entryOverhead bytes per key on top of the keys'
+// and values' bytes (see entryOverhead). 0xB2 entries, same layout, are
+// still held to their cap without it: a replay must decide as the first
+// application did, so the charge is a function of the entry's version, the
+// entry and the map, never of the binary that replays it.
 const (
-	entryVersion byte = 0xB2
+	entryVersion byte = 0xB3
+	entryV2      byte = 0xB2
 	entryV1      byte = 0xB1
 )
+
+// entryOverhead is what the cap (-max-memory) charges each key beyond its
+// bytes and its value's: what holding an entry costs in memory besides
+// them, so that a full cache's RSS stays near the cap. Measured at a
+// million keys of 100-byte values (docs/performance.md#memory-per-key):
+// the store's index slot and entry header (about 20-40 bytes) and the
+// garbage collector's headroom over them (memory.go). Changing it changes
+// which writes Apply refuses, so it goes with a new entryVersion: nodes
+// of one cluster must run the same stcached (docs/operating.md).
+const entryOverhead = 64
+
+// perKeyCharge is the per-key overhead the cap of an entry of version v
+// counts.
+func perKeyCharge(v byte) int64 {
+	if v == entryVersion {
+		return entryOverhead
+	}
+	return 0
+}
 
 // peerKeyPrefix marks, inside a snapshot's JSON object, the entries that
 // record a member's HTTP address rather than a user key. User keys may not
@@ -92,12 +118,12 @@ func decodeCommands(b []byte) ([]command, error) {
 // never panics: any input that is not exactly what encodeEntry (or, for
 // entryV1, the encoder before it) produces is errBadEntry.
 func decodeEntry(b []byte) (limit int64, cmds []command, err error) {
-	if len(b) == 0 || (b[0] != entryVersion && b[0] != entryV1) {
+	if len(b) == 0 || (b[0] != entryVersion && b[0] != entryV2 && b[0] != entryV1) {
 		return 0, nil, fmt.Errorf("%w: unknown version", errBadEntry)
 	}
 	v := b[0]
 	b = b[1:]
-	if v == entryVersion {
+	if v != entryV1 {
 		l, k := uvarint(b)
 		if k <= 0 || l > math.MaxInt64 {
 			return 0, nil, fmt.Errorf("%w: bad cap", errBadEntry)
@@ -229,11 +255,12 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 		return err
 	}
 	var refused capRefusals
+	perKey := perKeyCharge(l.Data[0]) // decodeEntry took it: not empty
 	f.cache.update(func(w cacheWriter) {
 		for i, c := range cmds {
 			switch c.op {
 			case opSet, opSetTTL: // opSet's deadline is 0: none
-				if !w.SetWithin(c.key, c.value, c.deadline, limit) {
+				if !w.SetWithin(c.key, c.value, c.deadline, limit, perKey) {
 					refused = append(refused, i)
 				}
 			case opDelete:

@@ -33,7 +33,7 @@ func TestCache(t *testing.T) {
 	if c.Len() != 1 {
 		t.Fatalf("len %d", c.Len())
 	}
-	c.Replace(map[string]string{"z": "26"})
+	c.Replace(kvStoreOf(map[string]string{"z": "26"}))
 	if _, ok := c.Get("a"); ok || c.Len() != 1 {
 		t.Fatal("replace kept old keys")
 	}
@@ -64,6 +64,10 @@ func TestCommandEncoding(t *testing.T) {
 			t.Fatal("trailing byte accepted")
 		}
 	}
+	// An entry of the cap without the overhead decodes alike.
+	if limit, got, err := decodeEntry(encodeV2(77, cmds)); err != nil || limit != 77 || !reflect.DeepEqual(got, cmds) {
+		t.Fatalf("0xB2 entry: %d %v %v", limit, got, err)
+	}
 	// An entry written before the cap went into the log decodes, with none.
 	if limit, got, err := decodeEntry(encodeV1(cmds)); err != nil || limit != 0 || !reflect.DeepEqual(got, cmds) {
 		t.Fatalf("old entry: %d %v %v", limit, got, err)
@@ -74,6 +78,14 @@ func TestCommandEncoding(t *testing.T) {
 	if _, _, err := decodeEntry([]byte{entryVersion, 0x80, 0x00, 0x00}); !errors.Is(err, errBadEntry) {
 		t.Fatal("non-minimal cap accepted")
 	}
+}
+
+// encodeV2 is the entry for cmds as stcached wrote it before the cap counted
+// an overhead per key (version 0xB2: same layout).
+func encodeV2(limit int64, cmds []command) []byte {
+	b := encodeEntry(nil, limit, cmds)
+	b[0] = entryV2
+	return b
 }
 
 // encodeV1 is the entry for cmds as it was written before the cap went into
@@ -88,6 +100,7 @@ func FuzzDecodeCommands(f *testing.F) {
 	f.Add(encodeCommands(nil, []command{{op: opSetTTL, key: "k", value: "v", deadline: 1 << 62}, {op: opExpire, key: "k", deadline: 1 << 62}}))
 	f.Add(encodeEntry(nil, 3, []command{{op: opSet, key: "k", value: "v"}, {op: opSet, key: "k2", value: "v"}}))
 	f.Add(encodeV1([]command{{op: opSet, key: "k", value: "v"}}))
+	f.Add(encodeV2(3, []command{{op: opSet, key: "k", value: "v"}}))
 	f.Add([]byte{entryVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -98,8 +111,11 @@ func FuzzDecodeCommands(f *testing.F) {
 		// Whatever decodes must encode back to the same bytes, and apply
 		// without panicking: all of it, or all but sets refused for the cap.
 		again := encodeEntry(nil, limit, cmds)
-		if b[0] == entryV1 {
+		switch b[0] {
+		case entryV1:
 			again = encodeV1(cmds)
+		case entryV2:
+			again = encodeV2(limit, cmds)
 		}
 		if !bytes.Equal(again, b) {
 			t.Fatalf("decode/encode not inverse: %x -> %x", b, again)
@@ -164,8 +180,10 @@ func applyCapped(t testing.TB, f *fsm, idx uint64, limit int64, cmds ...command)
 }
 
 // Apply holds each entry's cap, in log order, against the map it has:
-// whatever the leader's early check believed when it let the writes in.
+// whatever the leader's early check believed when it let the writes in. The
+// cap counts the keys' and values' bytes plus entryOverhead (P) per key.
 func TestApplyHoldsTheCap(t *testing.T) {
+	const P = entryOverhead
 	v := func(n int) string { return strings.Repeat("v", n) }
 	f := newFSM(newCache(), hclog.NewNullLogger())
 	check := func(step string, got, want []int, bytes int64) {
@@ -174,22 +192,22 @@ func TestApplyHoldsTheCap(t *testing.T) {
 			t.Fatalf("%s: refused %v, %d bytes; want %v, %d bytes", step, got, f.cache.Bytes(), want, bytes)
 		}
 	}
-	// Cap 100: a (1+39) and m (1+49) fit, b (1+19) would pass it; within
-	// one entry, a delete makes room for the writes after it.
-	check("fill", applyCapped(t, f, 1, 100, command{op: opSet, key: "a", value: v(39)}, command{op: opSet, key: "m", value: v(49)},
+	// Cap 100 bytes and 3 keys: a (1+39) and m (1+49) fit, b (1+19) would
+	// pass it; within one entry, a delete makes room for the writes after it.
+	check("fill", applyCapped(t, f, 1, 100+3*P, command{op: opSet, key: "a", value: v(39)}, command{op: opSet, key: "m", value: v(49)},
 		command{op: opSet, key: "b", value: v(19)}), []int{2}, 90)
 	if _, ok := f.cache.Get("b"); ok {
 		t.Fatal("refused b is there")
 	}
-	check("delete first", applyCapped(t, f, 2, 100, command{op: opDelete, key: "a"}, command{op: opSet, key: "b", value: v(19)},
+	check("delete first", applyCapped(t, f, 2, 100+3*P, command{op: opDelete, key: "a"}, command{op: opSet, key: "b", value: v(19)},
 		command{op: opSet, key: "c", value: v(19)}), nil, 90)
 
 	// The race: a set of c admitted as a same-size overwrite (no
 	// growth), while a delete of c applies first and another write takes
 	// its room. The set now adds all of c, and is refused.
-	check("delete applies first", applyCapped(t, f, 3, 100, command{op: opDelete, key: "c"}), nil, 70)
-	check("room taken", applyCapped(t, f, 4, 100, command{op: opSet, key: "d", value: v(19)}), nil, 90)
-	check("raced overwrite", applyCapped(t, f, 5, 100, command{op: opSet, key: "x", value: v(3)},
+	check("delete applies first", applyCapped(t, f, 3, 100+3*P, command{op: opDelete, key: "c"}), nil, 70)
+	check("room taken", applyCapped(t, f, 4, 100+3*P, command{op: opSet, key: "d", value: v(19)}), nil, 90)
+	check("raced overwrite", applyCapped(t, f, 5, 100+4*P, command{op: opSet, key: "x", value: v(3)},
 		command{op: opSetTTL, key: "c", value: v(19), deadline: 1 << 62}), []int{1}, 94)
 	if _, ok := f.cache.Get("c"); ok || len(f.cache.deadlines) != 0 {
 		t.Fatal("refused ttl set left its key or deadline")
@@ -198,14 +216,25 @@ func TestApplyHoldsTheCap(t *testing.T) {
 	// A leader with a smaller cap than the map holds: overwrites that do
 	// not grow and deletes are taken, growth is not; exactly at the cap is
 	// within it; cap 0 is none.
-	check("smaller cap", applyCapped(t, f, 6, 50, command{op: opSet, key: "m", value: v(40)}, command{op: opSet, key: "m", value: v(41)},
+	check("smaller cap", applyCapped(t, f, 6, 50+4*P, command{op: opSet, key: "m", value: v(40)}, command{op: opSet, key: "m", value: v(41)},
 		command{op: opSet, key: "x", value: v(3)}, command{op: opDelete, key: "d"}, command{op: opSet, key: "e", value: v(1)}),
 		[]int{1, 4}, 65)
-	check("exactly at the cap", applyCapped(t, f, 7, 67, command{op: opSet, key: "e", value: v(1)}), nil, 67)
-	check("no cap", applyCapped(t, f, 8, 0, command{op: opSet, key: "big", value: v(1000)}), nil, 1070)
+	check("exactly at the cap", applyCapped(t, f, 7, 67+4*P, command{op: opSet, key: "e", value: v(1)}), nil, 67)
+	// Room for g's byte but not for its overhead: refused.
+	check("overhead", applyCapped(t, f, 8, 68+4*P, command{op: opSet, key: "g", value: ""}), []int{0}, 67)
+	check("no cap", applyCapped(t, f, 9, 0, command{op: opSet, key: "big", value: v(1000)}), nil, 1070)
 	// An entry from before the cap went into the log is applied whole.
-	if r := f.Apply(&raft.Log{Index: 9, Data: encodeV1([]command{{op: opSet, key: "old", value: v(100)}})}); r != nil {
+	if r := f.Apply(&raft.Log{Index: 10, Data: encodeV1([]command{{op: opSet, key: "old", value: v(100)}})}); r != nil {
 		t.Fatalf("old entry: %v", r)
+	}
+
+	// An entry from before the overhead (0xB2) is held to its cap on bytes
+	// alone, as it was when first applied: 100 bytes take a and m, not b.
+	g := newFSM(newCache(), hclog.NewNullLogger())
+	r := g.Apply(&raft.Log{Index: 1, Data: encodeV2(100, []command{{op: opSet, key: "a", value: v(39)},
+		{op: opSet, key: "m", value: v(49)}, {op: opSet, key: "b", value: v(19)}})})
+	if !reflect.DeepEqual(r, capRefusals{2}) || g.cache.Bytes() != 90 {
+		t.Fatalf("0xB2 entry: refused %v, %d bytes; want [2], 90", r, g.cache.Bytes())
 	}
 }
 
@@ -214,15 +243,18 @@ func TestApplyHoldsTheCap(t *testing.T) {
 // node's Apply gives the same answers and the same map, so does a node that
 // restores a snapshot taken half-way and replays the rest, the answers are
 // exactly the model's, and a set never takes the map past its entry's cap.
+// One entry in four is of version 0xB2, whose cap counts no overhead per
+// key, as in a log that spans an upgrade.
 func TestApplyCapIsDeterministic(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	type entry struct {
 		limit int64
+		old   bool // 0xB2
 		cmds  []command
 	}
 	var log []entry
 	for range 2000 {
-		e := entry{limit: []int64{0, 200, 300, 400}[rng.IntN(4)]}
+		e := entry{limit: []int64{0, 200, 300, 400}[rng.IntN(4)] * 3, old: rng.IntN(4) == 0}
 		for range 1 + rng.IntN(8) {
 			c := command{op: opSet, key: fmt.Sprint("k", rng.IntN(12)), value: strings.Repeat("v", rng.IntN(60))}
 			switch rng.IntN(5) {
@@ -243,6 +275,11 @@ func TestApplyCapIsDeterministic(t *testing.T) {
 	var refusedAny int
 	for i, e := range log {
 		var want []int
+		perKey := int64(entryOverhead)
+		if e.old {
+			perKey = 0
+		}
+		charged := func() int64 { return modelBytes + int64(len(model))*perKey }
 		for j, c := range e.cmds {
 			old, had := model[c.key]
 			if c.op == opDelete {
@@ -252,15 +289,19 @@ func TestApplyCapIsDeterministic(t *testing.T) {
 				}
 				continue
 			}
-			grow := int64(len(c.key) + len(c.value))
+			grow := int64(len(c.key)+len(c.value)) + perKey
 			if had {
 				grow = int64(len(c.value) - len(old))
 			}
-			if e.limit > 0 && grow > 0 && modelBytes+grow > e.limit {
+			if e.limit > 0 && grow > 0 && charged()+grow > e.limit {
 				want = append(want, j)
 				continue
 			}
-			model[c.key], modelBytes = c.value, modelBytes+grow
+			modelBytes += int64(len(c.value) - len(old))
+			if !had {
+				modelBytes += int64(len(c.key))
+			}
+			model[c.key] = c.value
 		}
 		refusedAny += len(want)
 		if i == len(log)/2 {
@@ -280,12 +321,20 @@ func TestApplyCapIsDeterministic(t *testing.T) {
 			nodes = append(nodes, late)
 		}
 		for n, f := range nodes {
-			before := f.cache.Bytes()
-			if got := applyCapped(t, f, uint64(i+1), e.limit, e.cmds...); !reflect.DeepEqual(got, want) {
-				t.Fatalf("entry %d (cap %d), node %d: refused %v, model %v", i, e.limit, n, got, want)
+			counted := func() int64 { return f.cache.Bytes() + int64(f.cache.Len())*perKey }
+			before := counted()
+			var got []int
+			if e.old {
+				r := f.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: encodeV2(e.limit, e.cmds)})
+				got, _ = r.(capRefusals)
+			} else {
+				got = applyCapped(t, f, uint64(i+1), e.limit, e.cmds...)
 			}
-			if b := f.cache.Bytes(); b != modelBytes || e.limit > 0 && b > max(before, e.limit) {
-				t.Fatalf("entry %d (cap %d), node %d: %d bytes (before %d), model %d", i, e.limit, n, b, before, modelBytes)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("entry %d (cap %d, old %v), node %d: refused %v, model %v", i, e.limit, e.old, n, got, want)
+			}
+			if b, c := f.cache.Bytes(), counted(); b != modelBytes || e.limit > 0 && c > max(before, e.limit) {
+				t.Fatalf("entry %d (cap %d, old %v), node %d: %d bytes, %d counted (before %d), model %d", i, e.limit, e.old, n, b, c, before, modelBytes)
 			}
 		}
 	}
@@ -418,12 +467,12 @@ func FuzzReadSnapshot(f *testing.F) {
 		for k, v := range theirs {
 			if strings.HasPrefix(k, peerKeyPrefix) {
 				delete(theirs, k) // split off as peer records
-			} else if ours[k] != v {
-				t.Fatalf("%q: key %q: ours %q, json %q", in, k, ours[k], v)
+			} else if got, ok := ours.get(k); !ok || got != v {
+				t.Fatalf("%q: key %q: ours %q, json %q", in, k, got, v)
 			}
 		}
-		if len(ours) != len(theirs) {
-			t.Fatalf("%q: %d keys, json %d", in, len(ours), len(theirs))
+		if ours.Len() != len(theirs) {
+			t.Fatalf("%q: %d keys, json %d", in, ours.Len(), len(theirs))
 		}
 	})
 }

@@ -207,6 +207,7 @@ func run(args []string, stderr io.Writer) int {
 func serve(o *options, log hclog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	tuneGC() // memory.go: the collector's headroom, for the process
 
 	// The contract makes these exit 1 (a file problem), not 2 (a bad flag).
 	var token string

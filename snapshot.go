@@ -28,7 +28,7 @@ import (
 // without a lock. hashicorp/raft calls Release once after Persist returns (or
 // instead of it, if the snapshot is abandoned), never during it.
 type fsmSnapshot struct {
-	data    map[string]string // user keys and their deadline records
+	data    *kvStore // user keys and their deadline records
 	peers   map[string]string
 	keys    int // user keys in data
 	release func()
@@ -72,10 +72,8 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		buf = buf[:0]
 		return err
 	}
-	for k, v := range s.data {
-		if err := put(k, v); err != nil {
-			return fmt.Errorf("write snapshot: %w", err)
-		}
+	if err := s.data.each(put); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
 	}
 	for k, v := range s.peers {
 		if err := put(peerKeyPrefix+k, v); err != nil {
@@ -97,20 +95,21 @@ func (s *fsmSnapshot) Release() { s.release() }
 
 // readSnapshot decodes state.bin, splitting off our peer records. It accepts
 // what encoding/json accepts for a map[string]string (except a bare null),
-// and yields the same map (a fuzz test holds it to that), but streams.
-func readSnapshot(r io.Reader) (data, peers map[string]string, err error) {
-	all, err := newJSONReader(r).object()
+// and yields the same map (a fuzz test holds it to that), but streams, into
+// the store the cache will hold: no second copy of the map on the way.
+func readSnapshot(r io.Reader) (data *kvStore, peers map[string]string, err error) {
+	data, peers = newKVStore(), make(map[string]string)
+	err = newJSONReader(r).object(func(k, v string) {
+		if rest, ok := strings.CutPrefix(k, peerKeyPrefix); ok {
+			peers[rest] = v
+		} else {
+			data.set(k, v)
+		}
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("decode state: %w", err)
 	}
-	peers = make(map[string]string)
-	for k, v := range all {
-		if strings.HasPrefix(k, peerKeyPrefix) {
-			peers[strings.TrimPrefix(k, peerKeyPrefix)] = v
-			delete(all, k)
-		}
-	}
-	return all, peers, nil
+	return data, peers, nil
 }
 
 var errSyntax = errors.New("invalid JSON")
@@ -148,67 +147,68 @@ func (p *jsonReader) next() (byte, error) {
 	}
 }
 
-func (p *jsonReader) object() (map[string]string, error) {
-	m := make(map[string]string)
+// object reads one object of strings, calling put for each member in
+// order (a later duplicate overwrites, as encoding/json's map does).
+func (p *jsonReader) object(put func(k, v string)) error {
 	c, err := p.next()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if c != '{' {
-		return nil, p.fail("want an object")
+		return p.fail("want an object")
 	}
 	c, err = p.next()
 	for err == nil && c != '}' {
 		if c != '"' {
-			return nil, p.fail("want a string key")
+			return p.fail("want a string key")
 		}
 		k, err := p.str()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if c, err = p.next(); err != nil {
-			return nil, err
+			return err
 		} else if c != ':' {
-			return nil, p.fail("want ':'")
+			return p.fail("want ':'")
 		}
 		if c, err = p.next(); err != nil {
-			return nil, err
+			return err
 		} else if c != '"' {
-			return nil, p.fail("want a string value")
+			return p.fail("want a string value")
 		}
 		v, err := p.str()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		m[k] = v
+		put(k, v)
 		if c, err = p.next(); err != nil {
-			return nil, err
+			return err
 		}
 		switch c {
 		case ',':
 			c, err = p.next()
 			if err == nil && c == '}' {
-				return nil, p.fail("trailing comma")
+				return p.fail("trailing comma")
 			}
 		case '}':
 		default:
-			return nil, p.fail("want ',' or '}'")
+			return p.fail("want ',' or '}'")
 		}
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// Nothing but white space may follow.
 	for {
 		c, err := p.r.ReadByte()
 		if err == io.EOF {
-			return m, nil
+			return nil
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			return nil, p.fail("data after the object")
+			return p.fail("data after the object")
 		}
 	}
 }

@@ -907,6 +907,7 @@ type nodeStatus struct {
 	AppliedIndex      uint64 `json:"applied_index"`
 	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
 	Keys              int    `json:"keys"`
+	Bytes             int64  `json:"bytes"`
 	Servers           []struct {
 		Suffrage string `json:"suffrage"`
 	} `json:"servers"`

@@ -12,10 +12,11 @@ import (
 	"time"
 )
 
-// reportScale prints what grows with the data: the leader's last snapshot
-// once one covers everything written (how long it took, from raft's own log
-// lines, and the size of state.bin) and the time a restarted follower takes
-// to serve again. It restarts a
+// reportScale prints what grows with the data: the leader's memory per key
+// (reportMemory), the leader's last snapshot once one covers everything
+// written (how long it took, from raft's own log lines, the size of
+// state.bin, and how far the leader's RSS rose meanwhile) and the time a
+// restarted follower takes to serve again. It restarts a
 // follower rather than the leader so that the cluster keeps its leader and
 // the figure is the node's own: open the stores, restore the snapshot,
 // replay the log after it, catch up with the leader.
@@ -27,12 +28,26 @@ func reportScale(ctx context.Context, c *cluster, leader *node, out io.Writer) e
 			break
 		}
 	}
+	if err := reportMemory(ctx, leader, out); err != nil {
+		return err
+	}
+	// One more write, so that the snapshot waited for below is taken while
+	// the leader's RSS is watched: what a snapshot adds at its peak.
+	before, err := readProcMemory(leader.pid())
+	if err != nil {
+		return err
+	}
+	if err := c.probeSet(ctx, api.client, leader, "scale"); err != nil {
+		return err
+	}
+	sampler := sampleRSS(leader.pid(), 10*time.Millisecond)
 	// Raft snapshots on its own timer (-snapshot-interval, with jitter):
 	// wait until both the leader and the node to restart have one that
 	// covers everything written, so that the restart restores a snapshot
 	// of the whole map rather than replaying the log.
 	lst, err := getStatus(ctx, leader)
 	if err != nil {
+		sampler.Stop()
 		return err
 	}
 	wait := time.Now().Add(3 * time.Minute)
@@ -43,18 +58,22 @@ func reportScale(ctx context.Context, c *cluster, leader *node, out io.Writer) e
 				break
 			}
 			if time.Now().After(wait) {
+				sampler.Stop()
 				return fmt.Errorf("%s has no snapshot up to index %d 3m after the load (last: %+v, %v)", n.name, lst.CommitIndex, st, err)
 			}
 			select {
 			case <-ctx.Done():
+				sampler.Stop()
 				return ctx.Err()
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
 	}
+	peak := sampler.Stop()
 	if d, index, ok := lastSnapshot(leader.log); ok {
-		fmt.Fprintf(out, "snapshot: %s's last one (index %s) took %s; state.bin %s\n",
-			leader.name, index, d.Round(time.Millisecond), stateBinSize(leader.dir))
+		fmt.Fprintf(out, "snapshot: %s's last one (index %s) took %s; state.bin %s; leader RSS %s before, peak %s (%+.1f MiB)\n",
+			leader.name, index, d.Round(time.Millisecond), stateBinSize(leader.dir), mib(before.rss), mib(peak.rss),
+			float64(peak.rss-before.rss)/(1<<20))
 	} else {
 		fmt.Fprintf(out, "snapshot: %s has not logged a complete snapshot\n", leader.name)
 	}
