@@ -54,16 +54,16 @@ func (n *node) reserve(cmd command) (held int64, err error) {
 	if max <= 0 || (cmd.op != opSet && cmd.op != opSetTTL) {
 		return 0, nil
 	}
-	bytes := n.cache.Charged()
+	used := n.cache.Charged()
 	grow := charge(cmd.key, cmd.value, "", false, entryOverhead)
-	if bytes+n.inFlight.Load()+grow > max {
+	if used+n.inFlight.Load()+grow > max {
 		if grow = n.cache.growth(cmd.key, cmd.value); grow <= 0 {
 			return 0, nil
 		}
 	}
 	for {
 		held := n.inFlight.Load()
-		if bytes+held+grow > max {
+		if used+held+grow > max {
 			return 0, errCacheFull
 		}
 		if n.inFlight.CompareAndSwap(held, held+grow) {

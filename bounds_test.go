@@ -120,7 +120,7 @@ func TestMemoryCap(t *testing.T) {
 	refused := fmt.Sprint("k", full)
 	for _, p := range c.nodes {
 		s := p.mustStatus()
-		if s.Bytes > limit || s.Bytes == 0 || s.Keys != full {
+		if charged(s) > limit || s.Bytes == 0 || s.Keys != full {
 			t.Fatalf("%s: %d keys, %d bytes; want %d keys under %d bytes", p.name, s.Keys, s.Bytes, full, limit)
 		}
 		p.expect("/get?key="+refused, 404, "\n")
@@ -168,11 +168,16 @@ func TestMemoryCap(t *testing.T) {
 	s := l.mustStatus()
 	c.waitApplied(s.CommitIndex)
 	for _, p := range c.nodes {
-		if b := p.mustStatus().Bytes; b > limit || b != s.Bytes {
-			t.Fatalf("%s holds %d bytes; leader %d, cap %d", p.name, b, s.Bytes, limit)
+		if st := p.mustStatus(); charged(st) > limit || st.Bytes != s.Bytes {
+			t.Fatalf("%s holds %d bytes in %d keys; leader %d bytes, cap %d", p.name, st.Bytes, st.Keys, s.Bytes, limit)
 		}
 	}
 }
+
+// charged is what the cap counts of a node's map (Apply's charge): its
+// bytes plus entryOverhead per key. Read from /status only when no write is
+// being applied: keys and bytes are read one after the other.
+func charged(s status) int64 { return s.Bytes + int64(s.Keys)*entryOverhead }
 
 // 20 MiB of values thrown at a 1 MiB cap leave every node's memory where
 // it was, give or take the garbage of the refused requests.
@@ -430,7 +435,7 @@ func TestMemoryCapRaces(t *testing.T) {
 	first := c.nodes[0].mustStatus()
 	for _, p := range c.nodes {
 		st := p.mustStatus()
-		if st.Bytes > limit || st.Bytes != first.Bytes || st.Keys != first.Keys {
+		if charged(st) > limit || st.Bytes != first.Bytes || st.Keys != first.Keys {
 			t.Fatalf("%s: %d keys, %d bytes; %s %d keys, %d bytes; cap %d", p.name, st.Keys, st.Bytes, c.nodes[0].name, first.Keys, first.Bytes, limit)
 		}
 		for k := range keys {
@@ -492,5 +497,33 @@ func TestMemoryCapRaces(t *testing.T) {
 					op.start.Format(time.StampMicro), op.end.Format(time.StampMicro), r.code, len(r.body))
 			}
 		}
+	}
+}
+
+// The leader's early filter counts what Apply counts: a key's bytes plus
+// entryOverhead, for the keys held and the writes in flight alike. Room for
+// two one-byte keys and their overhead takes two writes, not a third, and
+// an overwrite that does not grow the map is taken at the cap.
+func TestReserveCountsOverhead(t *testing.T) {
+	n := &node{cfg: nodeConfig{MaxMemory: 2 * (2 + entryOverhead)}, cache: newCache()}
+	held, err := n.reserve(command{op: opSet, key: "a", value: "1"})
+	if err != nil || held != 2+entryOverhead {
+		t.Fatalf("first: held %d, %v", held, err)
+	}
+	if held, err := n.reserve(command{op: opSet, key: "b", value: "2"}); err != nil || held != 2+entryOverhead {
+		t.Fatalf("second, in flight with the first: held %d, %v", held, err)
+	}
+	if _, err := n.reserve(command{op: opSet, key: "c", value: "3"}); err != errCacheFull {
+		t.Fatalf("third: %v, want errCacheFull", err)
+	}
+	// Both applied and answered: the map holds them, nothing in flight.
+	n.cache.Set("a", "1")
+	n.cache.Set("b", "2")
+	n.inFlight.Store(0)
+	if _, err := n.reserve(command{op: opSet, key: "c", value: "3"}); err != errCacheFull {
+		t.Fatalf("third, after both applied: %v, want errCacheFull", err)
+	}
+	if held, err := n.reserve(command{op: opSet, key: "a", value: "9"}); err != nil || held > 0 {
+		t.Fatalf("same-size overwrite at the cap: held %d, %v", held, err)
 	}
 }

@@ -46,14 +46,15 @@ const (
 )
 
 // entryOverhead is what the cap (-max-memory) charges each key beyond its
-// bytes and its value's: what holding an entry costs in memory besides
-// them, so that a full cache's RSS stays near the cap. Measured at a
+// bytes and its value's: what holding an entry costs the heap besides
+// them, so that a full cache's memory stays near the cap. Measured at a
 // million keys of 100-byte values (docs/performance.md#memory-per-key):
-// the store's index slot and entry header (about 20-40 bytes) and the
-// garbage collector's headroom over them (memory.go). Changing it changes
-// which writes Apply refuses, so it goes with a new entryVersion: nodes
-// of one cluster must run the same stcached (docs/operating.md).
-const entryOverhead = 64
+// the store's index (about 36 bytes a key) and entry header (2), the dead
+// bytes compaction has not reclaimed yet, and the garbage collector's
+// headroom over all of it (memory.go). Changing it changes which writes
+// Apply refuses, so it goes with a new entryVersion: nodes of one cluster
+// must run the same stcached (docs/operating.md).
+const entryOverhead = 96
 
 // perKeyCharge is the per-key overhead the cap of an entry of version v
 // counts.

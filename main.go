@@ -69,7 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logStore, "log-store", storeBolt, "where Raft keeps its log, term and vote: bolt (BoltDB: raft-log.bolt and raft-stable.bolt, as in the tutorial) or wal (hashicorp/raft-wal, an append-only log in <dir>/wal/: one fsync per append instead of two, not yet as proven); a data dir opens only with the store it was made with, never converted")
 	walSegment := fs.String("wal-segment-size", "64MiB", "with -log-store wal: the size of each segment file, allocated whole when it is created; a segment is deleted once a snapshot covers it, so the log takes one or two of them on disk (4KiB to 1GiB)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
-	maxMemory := fs.String("max-memory", "1GiB", "most bytes of keys plus values the map may hold (KiB, MiB, GiB or plain bytes; 0: no limit); the leader refuses writes past it with 507")
+	maxMemory := fs.String("max-memory", "1GiB", "most memory the map may hold: bytes of keys plus values, plus 96 per key (KiB, MiB, GiB or plain bytes; 0: no limit); the leader refuses writes past it with 507")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/ (behind the -token-file token when there is one)")
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding a shared secret (16+ bytes); /set, /delete, /get, /join, /leave (and -pprof's /debug/pprof/) then need \"Authorization: Bearer <token>\", and -join sends it")
 	allowOrigin := fs.String("allow-origin", "", "comma-separated origins (http(s)://host:port) of pages that may change state here, besides the members' own pages (e.g. a lab page server)")

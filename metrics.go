@@ -82,7 +82,7 @@ func newMetrics() (*metrics, error) {
 // watchCache adds the map's size as gauges, read at each scrape.
 func (m *metrics) watchCache(bytes func() int64, keys func() int) {
 	m.reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stcache_cache_bytes", Help: "Keys plus values held (the figure -max-memory caps)."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stcache_cache_bytes", Help: "Keys plus values held (-max-memory caps this plus 96 bytes per key)."},
 			func() float64 { return float64(bytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stcache_cache_keys", Help: "Keys held (expired ones until reaped)."},
 			func() float64 { return float64(keys()) }),

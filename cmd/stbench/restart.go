@@ -31,14 +31,17 @@ func reportScale(ctx context.Context, c *cluster, leader *node, out io.Writer) e
 	if err := reportMemory(ctx, leader, out); err != nil {
 		return err
 	}
-	// One more write, so that the snapshot waited for below is taken while
-	// the leader's RSS is watched: what a snapshot adds at its peak.
+	// Two more writes (two entries: stcached's -snapshot-threshold), so
+	// that the snapshot waited for below is taken while the leader's RSS is
+	// watched: what a snapshot adds at its peak.
 	before, err := readProcMemory(leader.pid())
 	if err != nil {
 		return err
 	}
-	if err := c.probeSet(ctx, api.client, leader, "scale"); err != nil {
-		return err
+	for _, v := range []string{"scale1", "scale2"} {
+		if err := c.probeSet(ctx, api.client, leader, v); err != nil {
+			return err
+		}
 	}
 	sampler := sampleRSS(leader.pid(), 10*time.Millisecond)
 	// Raft snapshots on its own timer (-snapshot-interval, with jitter):
