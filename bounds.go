@@ -56,15 +56,23 @@ func (n *node) reserve(cmd command) (held int64, err error) {
 	}
 	used := n.cache.Charged()
 	grow := charge(cmd.key, cmd.value, "", false, entryOverhead)
-	if used+n.inFlight.Load()+grow > max {
-		if grow = n.cache.growth(cmd.key, cmd.value); grow <= 0 {
-			return 0, nil
-		}
-	}
+	exact := false
 	for {
 		held := n.inFlight.Load()
 		if used+held+grow > max {
-			return 0, errCacheFull
+			// The guess does not fit: only the exact charge may refuse.
+			// Checked here, in the loop, and not once before it: a write
+			// admitted meanwhile (a failed CompareAndSwap) made an
+			// overwrite that adds nothing a 507 at a full cache (one in a
+			// million-key run filled to the cap).
+			if exact {
+				return 0, errCacheFull
+			}
+			exact = true
+			if grow = n.cache.growth(cmd.key, cmd.value); grow <= 0 {
+				return 0, nil
+			}
+			continue
 		}
 		if n.inFlight.CompareAndSwap(held, held+grow) {
 			return grow, nil

@@ -234,9 +234,9 @@ func (s *kvStore) kill(ref uint64, size int) {
 // most 4/3 of the live bytes. Picking the deadest chunk (a log-structured
 // store's greedy cleaner) copies less than compacting each chunk at a fixed
 // share: under overwrites spread evenly the oldest chunks are the deadest.
-// Measured at a million keys under set64: a threshold of half dead per
-// chunk kept 232 bytes/key of heap, a third about 186, copying two bytes
-// per byte freed.
+// Measured at a million keys under set64: compacting each chunk once half
+// dead kept 232 bytes/key of heap, once a third dead about 186 but copying
+// about twice as much as this does (docs/performance.md#memory-per-key).
 func (s *kvStore) tidy() {
 	for s.dead*4 > s.used {
 		n, most := noChunk, 0
