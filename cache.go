@@ -29,7 +29,7 @@ const ttlKeyPrefix = "\x00ttl:"
 // only by its snapshot, and only until its Release.
 type cache struct {
 	mu   sync.RWMutex
-	data *kvStore // see store.go for its layout
+	data *kvStore // see kvstore.go for its layout
 
 	// overlay is non-nil while data is frozen: it holds every write since
 	// Freeze, and reads look in it first.

@@ -11,7 +11,7 @@ import (
 // The garbage collector's headroom. With GOGC=100, Go lets the heap grow to
 // twice what was live after the last collection before it collects again:
 // at a million keys that is some 150 MB of RSS on top of the map, held for
-// nothing. The cache's store (store.go) has no pointers for the collector
+// nothing. The cache's store (kvstore.go) has no pointers for the collector
 // to follow, so a collection costs about the same whatever the map holds,
 // and running more often costs little. So the headroom is a quarter of the
 // live heap once that is large, never less than gcHeadroomFloor, and
