@@ -99,7 +99,7 @@ func reportMemory(ctx context.Context, leader *node, out io.Writer) error {
 	}
 	perKey := func(b float64) float64 { return b / float64(st.Keys) }
 	fmt.Fprintf(out, "memory: %s RSS %s for %d keys of %.1f MB keys and values: %.0f bytes/key RSS (%.2f× the raw bytes); "+
-		"%.0f anonymous, %.0f file-backed (BoltDB's map of the log, the binary); Go heap in use %.0f bytes/key\n",
+		"%.0f anonymous, %.0f file-backed (the binary, and BoltDB's map of the log with -log-store bolt); Go heap in use %.0f bytes/key\n",
 		leader.name, mib(m.rss), st.Keys, float64(st.Bytes)/1e6, perKey(float64(m.rss)), float64(m.rss)/float64(max(st.Bytes, 1)),
 		perKey(float64(m.anon)), perKey(float64(m.file)), perKey(heap))
 	return nil
