@@ -454,33 +454,19 @@ func (d *demo) others(n *node) []*node {
 
 // ---- HTTP ----
 
-// nodeStatus is what the demo reads of a node's /status.
+// nodeStatus is a node's /status as the client package reads it, plus the
+// lab's faults in force, which only the lab's tools need.
 type nodeStatus struct {
-	State             string `json:"state"`
-	Leader            string `json:"leader"`
-	Term              uint64 `json:"term"`
-	LastLogIndex      uint64 `json:"last_log_index"`
-	CommitIndex       uint64 `json:"commit_index"`
-	AppliedIndex      uint64 `json:"applied_index"`
-	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
-	Writable          bool   `json:"writable"`
-	Servers           []struct {
-		ID string `json:"id"`
-	} `json:"servers"`
+	client.Status
 	Lab *struct {
 		Cut []string `json:"cut"`
 	} `json:"lab"`
 }
 
 func (s *nodeStatus) hasServer(id string) bool {
-	return slices.ContainsFunc(s.Servers, func(sv struct {
-		ID string `json:"id"`
-	}) bool {
-		return sv.ID == id
-	})
+	return slices.ContainsFunc(s.Servers, func(sv client.Server) bool { return sv.ID == id })
 }
 
-// status is one node's own /status (no redirects, no other member).
 func (d *demo) status(ctx context.Context, n *node) (*nodeStatus, error) {
 	r := d.request(ctx, "http://"+n.HTTP, "GET", "/status", nil, 5*time.Second)
 	if !r.ok {
