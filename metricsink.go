@@ -175,22 +175,43 @@ func (s *raftSink) AddSampleWithLabels(key []string, val float32, labels []gomet
 func (s *raftSink) Describe(chan<- *prometheus.Desc) {}
 
 // Collect sends every series updated within the expiry and forgets the rest.
+// It sends with no lock held, and takes the write lock only when a series
+// has expired: /metrics is open to anyone, and raft's goroutines record
+// through the same lock.
 func (s *raftSink) Collect(ch chan<- prometheus.Metric) {
 	cutoff := s.now().Add(-s.expiry).UnixNano()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, xs := range s.series {
-		kept := xs[:0]
+	fresh := func(x *sinkSeries) bool { return s.expiry == 0 || x.updated.Load() >= cutoff }
+	var live []prometheus.Metric
+	expired := false
+	s.mu.RLock()
+	for _, xs := range s.series {
 		for _, x := range xs {
-			if s.expiry == 0 || x.updated.Load() >= cutoff {
-				kept = append(kept, x)
-				ch <- x.metric
+			if fresh(x) {
+				live = append(live, x.metric)
+			} else {
+				expired = true
 			}
 		}
-		if len(kept) == 0 {
-			delete(s.series, k)
-		} else {
-			s.series[k] = kept
+	}
+	s.mu.RUnlock()
+	if expired {
+		s.mu.Lock()
+		for k, xs := range s.series {
+			kept := xs[:0]
+			for _, x := range xs {
+				if fresh(x) {
+					kept = append(kept, x)
+				}
+			}
+			if len(kept) == 0 {
+				delete(s.series, k)
+			} else {
+				s.series[k] = kept
+			}
 		}
+		s.mu.Unlock()
+	}
+	for _, m := range live {
+		ch <- m
 	}
 }
