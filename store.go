@@ -62,7 +62,7 @@ func openStores(kind, dir string, walSegment int, log hclog.Logger) (*stores, er
 	if kind == storeWAL {
 		return openWAL(filepath.Join(dir, walDirName), walSegment, log)
 	}
-	return openBolt(dir)
+	return openBolt(dir, log)
 }
 
 // checkStoreKind refuses a data dir that holds the other store's files.
@@ -90,8 +90,9 @@ func checkStoreKind(kind, dir string) error {
 	return nil
 }
 
-// openBolt opens raft-boltdb's two stores, as the tutorial does.
-func openBolt(dir string) (s *stores, err error) {
+// openBolt opens raft-boltdb's two stores, as the tutorial does; the log
+// store hands its mapped pages back (boltmap.go).
+func openBolt(dir string, log hclog.Logger) (s *stores, err error) {
 	var opened []*raftboltdb.BoltStore
 	defer func() {
 		if err != nil {
@@ -127,10 +128,12 @@ func openBolt(dir string) (s *stores, err error) {
 	ctx, stopStats := context.WithCancel(context.Background())
 	go logs.RunMetrics(ctx, 0)
 	go stable.RunMetrics(ctx, 0)
-	return &stores{log: logs, stable: stable, close: func() error {
+	mapped := &boltLogStore{BoltStore: logs, path: filepath.Join(dir, boltFiles[0]), log: log.Named("store")}
+	go mapped.releaseLoop(ctx)
+	return &stores{log: mapped, stable: stable, close: func() error {
 		stopStats()
 		var errs []error
-		if err := logs.Close(); err != nil {
+		if err := mapped.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close log store: %w", err))
 		}
 		if err := stable.Close(); err != nil {
