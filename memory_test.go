@@ -11,9 +11,9 @@ func TestGCPercentFor(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, 100}, {10 * MiB, 100}, {32 * MiB, 100}, // headroom = live, under the floor
-		{64 * MiB, 50}, {100 * MiB, 32}, // headroom = the 32 MiB floor
-		{128 * MiB, 25}, {200 * MiB, 25}, {4096 * MiB, 25}, // a quarter
+		{0, 100}, {10 * MiB, 100}, {16 * MiB, 100}, // headroom = live, under the floor
+		{32 * MiB, 50}, {100 * MiB, 16}, // headroom = the 16 MiB floor
+		{134 * MiB, 12}, {200 * MiB, 12}, {4096 * MiB, 12}, // an eighth
 	} {
 		if got := gcPercentFor(c.live); got != c.want {
 			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", c.live/MiB, got, c.want)
