@@ -310,7 +310,9 @@ func serve(o *options, log hclog.Logger) error {
 			// Already a member: start from our own state at once; a
 			// re-join only refreshes our HTTP address on the leader.
 			go func() {
-				jctx, cancel := context.WithTimeout(ctx, o.joinTimeout)
+				rctx, stop := n.rejoinContext(ctx)
+				defer stop()
+				jctx, cancel := context.WithTimeout(rctx, o.joinTimeout)
 				defer cancel()
 				if err := joinCluster(jctx, log.Named("join"), joins, o.join, o.raftAdvertise, o.httpAdvertise, false, n.OpenRaft); err != nil {
 					log.Warn("re-join failed (this node keeps its existing membership)", "error", err)

@@ -398,17 +398,51 @@ func (n *node) memberView() memberView {
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		v.latest = cf.Configuration().Servers
 	}
-	switch n.raft.State() {
-	case raft.Leader:
-		v.leading = true
-	case raft.Shutdown:
-		select {
-		case <-n.stopping: // our own shutdown, not raft's
-		default:
-			v.shutDown = true
-		}
-	}
+	v.leading = n.raft.State() == raft.Leader
+	v.shutDown = n.raftStoppedItself()
 	return v
+}
+
+// raftStoppedItself reports whether raft has stopped by itself, which it
+// does (ShutdownOnRemove) when a leader commits its own removal; not when it
+// stopped because this node is stopping.
+func (n *node) raftStoppedItself() bool {
+	if n.raft.State() != raft.Shutdown {
+		return false
+	}
+	select {
+	case <-n.stopping: // our own shutdown, not raft's
+		return false
+	default:
+		return true
+	}
+}
+
+// rejoinContext is ctx, also cancelled once raft has stopped by itself. A
+// node that restarts from its own state re-joins in the background (main.go)
+// to refresh its HTTP address on the leader, retrying while no leader
+// answers. If it leads meanwhile and commits its own removal, its raft stops
+// for good, and a re-join that got through after that would add back a
+// voter that never answers again: one failure more and a three-node cluster
+// has lost its quorum for good. TestJepsen found it (a removal at 32.97 s,
+// the re-join through the next leader at 39.58 s, then that leader replaced)
+// and TestRejoinAfterOwnRemoval repeats it.
+func (n *node) rejoinContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for !n.raftStoppedItself() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		n.log.Info("raft stopped after this node's removal: no re-join")
+		cancel()
+	}()
+	return ctx, cancel
 }
 
 // firstMembership decides, before the node serves anything, whether it is

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -611,5 +612,59 @@ func TestMembershipDecisions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A node restarted from its own state re-joins in the background, retrying
+// while its -join address does not answer. If it leads meanwhile and
+// commits its own removal, its raft stops for good, and its re-join must
+// stop too: once the -join address answered, the leader behind it added the
+// node back as a voter that never answers again (TestJepsen: two nodes
+// down of four voters, no quorum ever after).
+func TestRejoinAfterOwnRemoval(t *testing.T) {
+	c := startCluster(t, 3, func(i int, p *proc) { p.base = append(p.base, "-lab") })
+	l := c.leader()
+	f := c.followers()
+	a, b := f[0], f[1]
+	// a's -join address: where b will answer later.
+	later := freeAddr(t)
+	a.stop()
+	a.start("-join", later)
+	waitFor(t, 20*time.Second, a.name+" to follow "+l.name+" again", func() error {
+		s, err := a.status()
+		if err != nil || s.Leader != l.raftAdv {
+			return fmt.Errorf("leader %q, %v", s.Leader, err)
+		}
+		return nil
+	})
+	labOK(l, "/lab/transfer?to="+a.raftAdv)
+	waitLeader(t, 10*time.Second, []*proc{a}, nil)
+	a.expect("/leave?peerAddress="+a.raftAdv, 200, "ok")
+
+	// b restarts where a's re-join knocks.
+	b.stop()
+	b.http = later
+	b.restart()
+	nl := waitLeader(t, 30*time.Second, []*proc{l, b}, nil)
+	nl.expect("/set?key=k&value=v", 200, "ok\n")
+	sinceStart := func() string {
+		log := a.readLog()
+		return log[strings.LastIndex(log, "=== start"):]
+	}
+	waitFor(t, 15*time.Second, a.name+"'s re-join to end", func() error {
+		if s, err := nl.status(); err == nil && s.ConfigurationCommitted {
+			for _, sv := range s.Servers {
+				if sv.ID == a.raftAdv {
+					t.Fatalf("%s, removed and its raft stopped, was added back: %+v", a.name, s.Servers)
+				}
+			}
+		}
+		if !strings.Contains(sinceStart(), "re-join failed") {
+			return errors.New("still re-joining")
+		}
+		return nil
+	})
+	if log := sinceStart(); strings.Contains(log, "joined cluster") {
+		t.Fatalf("%s re-joined after its removal:\n%s", a.name, log)
 	}
 }
