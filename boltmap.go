@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -75,12 +76,47 @@ func (s *boltLogStore) Close() error {
 	return s.BoltStore.Close()
 }
 
-// DeleteRange deletes [min, max], then hands back the pages the deletion
-// read: compaction after a snapshot reads every entry it drops.
-func (s *boltLogStore) DeleteRange(min, max uint64) error {
+// compactChunk is how many entries DeleteRange drops from the head of the
+// log in one transaction before handing the pages back. In one transaction,
+// a compaction at a million keys (some 10,000 entries of a batch each)
+// mapped 90 MB of the log at once: the leader's peak RSS was 326 MiB for
+// 233 in steady state.
+const compactChunk = 1024
+
+// DeleteRange deletes [lo, hi] and hands back the pages the deletion read
+// (BoltDB's cursor reads every entry it drops). The head of the log
+// (compaction after a snapshot) goes compactChunk entries at a time, first
+// ones first: interrupted, the log is still contiguous, only less
+// compacted. Anything else, a follower's conflicting tail, goes in one
+// transaction, since a tail deleted piecemeal from its start would leave a
+// gap if interrupted.
+func (s *boltLogStore) DeleteRange(lo, hi uint64) error {
+	first, err := s.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("first index: %w", err)
+	}
+	if lo > first {
+		return s.deleteAndRelease(lo, hi)
+	}
+	for from := lo; from <= hi; from += compactChunk {
+		to := hi
+		if hi-from >= compactChunk {
+			to = from + compactChunk - 1
+		}
+		if err := s.deleteAndRelease(from, to); err != nil {
+			return err
+		}
+		if to == hi {
+			break // from += compactChunk could wrap at the top of uint64
+		}
+	}
+	return nil
+}
+
+func (s *boltLogStore) deleteAndRelease(lo, hi uint64) error {
 	s.writes.Lock()
 	defer s.writes.Unlock()
-	if err := s.BoltStore.DeleteRange(min, max); err != nil {
+	if err := s.BoltStore.DeleteRange(lo, hi); err != nil {
 		return err
 	}
 	s.release()

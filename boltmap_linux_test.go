@@ -167,3 +167,27 @@ func TestBoltMapReleaseDuringRemaps(t *testing.T) {
 		t.Errorf("only %d releases ran during the writes", releases)
 	}
 }
+
+// Compaction goes compactChunk entries at a time; a tail goes at once.
+// Either way the store is left with exactly the entries raft kept.
+func TestBoltMapDeleteRange(t *testing.T) {
+	s, _ := openTestBolt(t)
+	const n = 3*compactChunk + 100
+	storeEntries(t, s, 1, n)
+	if err := s.DeleteRange(1, 2*compactChunk+7); err != nil { // the head, in three transactions
+		t.Fatal(err)
+	}
+	if err := s.DeleteRange(n-50, n); err != nil { // a conflicting tail
+		t.Fatal(err)
+	}
+	first, err1 := s.FirstIndex()
+	last, err2 := s.LastIndex()
+	if err1 != nil || err2 != nil || first != 2*compactChunk+8 || last != n-51 {
+		t.Fatalf("log holds [%d, %d] (%v, %v), want [%d, %d]", first, last, err1, err2, 2*compactChunk+8, n-51)
+	}
+	for i := first; i <= last; i++ {
+		if err := checkEntry(s, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
