@@ -305,11 +305,19 @@ func TestCrashDamagedSnapshotRefused(t *testing.T) {
 	// rename of a new snapshot and its reaping of the old leaves behind.
 	write(0, 20)
 	waitSnapshot(t, p, p, hasKey("k19"))
-	older := snapDir()
-	olderCopy := filepath.Join(t.TempDir(), filepath.Base(older))
-	if err := os.CopyFS(olderCopy, os.DirFS(older)); err != nil {
-		t.Fatal(err)
-	}
+	// Raft may take the next snapshot (a filler write is enough) and reap
+	// this one while it is copied: then copy the next one, which holds k19
+	// too (make test failed once with "open state.bin: no such file").
+	var older, olderCopy string
+	waitFor(t, 10*time.Second, "a copy of the snapshot", func() error {
+		metas, _ := filepath.Glob(filepath.Join(p.dir, "snapshots", "*", "meta.json"))
+		if len(metas) != 1 {
+			return fmt.Errorf("snapshots: %v", metas)
+		}
+		older = filepath.Dir(metas[0])
+		olderCopy = filepath.Join(t.TempDir(), filepath.Base(older))
+		return os.CopyFS(olderCopy, os.DirFS(older))
+	})
 	write(20, 30)
 	waitSnapshot(t, p, p, hasKey("k29"))
 	p.stop()
