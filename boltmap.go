@@ -51,9 +51,10 @@ type boltLogStore struct {
 	// the map moved in between, the call could land on memory mapped since
 	// for something else, and MADV_DONTNEED zeroes anonymous memory.
 	// Raft's writes to one store are already serialized by BoltDB's own
-	// write lock, so this adds no wait but a release's (well under a
-	// millisecond: a short file read and one system call; after each
-	// compactChunk of a compaction and every releaseEvery).
+	// write lock, so this adds no wait but a release's: 1-3 ms measured
+	// with 0 to 64 MiB of the log mapped (reading /proc/self/maps, and the
+	// kernel walking the map's page tables), after each compactChunk of a
+	// compaction and every releaseEvery.
 	writes sync.Mutex
 }
 
