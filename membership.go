@@ -418,6 +418,19 @@ func (n *node) raftStoppedItself() bool {
 	}
 }
 
+// closeRaftPort closes the Raft transport once raft has stopped by itself.
+// Left open, the port accepts connections for a raft that never answers
+// again: peers wait out their RPC timeouts instead of being refused at
+// once, and a leader's probe before AddVoter (Join) passes, so a /join of
+// this node would add a voter that never votes.
+func (n *node) closeRaftPort() {
+	if err := n.transport.Close(); err != nil {
+		n.log.Warn("close the raft port after this node's removal", "error", err)
+		return
+	}
+	n.log.Info("raft stopped after this node's removal: its raft port is closed")
+}
+
 // rejoinContext is ctx, also cancelled once raft has stopped by itself. A
 // node that restarts from its own state re-joins in the background (main.go)
 // to refresh its HTTP address on the leader, retrying while no leader
@@ -538,8 +551,13 @@ func (n *node) watchMembership() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	lastLeader, lastAsk := time.Now(), time.Time{}
+	portClosed := false
 	for {
 		v := n.memberView()
+		if v.shutDown && !portClosed {
+			n.closeRaftPort()
+			portClosed = true
+		}
 		removed, doubt := n.members.decide(v)
 		now := time.Now()
 		if n.leaderID() != "" {

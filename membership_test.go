@@ -617,8 +617,8 @@ func TestMembershipDecisions(t *testing.T) {
 
 // A node restarted from its own state re-joins in the background, retrying
 // while its -join address does not answer. If it leads meanwhile and
-// commits its own removal, its raft stops for good, and its re-join must
-// stop too: once the -join address answered, the leader behind it added the
+// commits its own removal, its raft stops for good: its raft port must
+// close, and its re-join stop too: once the -join address answered, the leader behind it added the
 // node back as a voter that never answers again (TestJepsen: two nodes
 // down of four voters, no quorum ever after).
 func TestRejoinAfterOwnRemoval(t *testing.T) {
@@ -641,11 +641,27 @@ func TestRejoinAfterOwnRemoval(t *testing.T) {
 	waitLeader(t, 10*time.Second, []*proc{a}, nil)
 	a.expect("/leave?peerAddress="+a.raftAdv, 200, "ok")
 
+	// Its raft port closes: an operator's /join of it is refused, as for
+	// any address nothing listens on, instead of adding a voter that
+	// never votes.
+	waitFor(t, 10*time.Second, a.name+"'s raft port to close", func() error {
+		conn, err := net.DialTimeout("tcp", a.raft, time.Second)
+		if err == nil {
+			conn.Close()
+			return errors.New("still accepting connections")
+		}
+		return nil
+	})
+	nl := waitLeader(t, 30*time.Second, []*proc{l, b}, nil)
+	if r := nl.get("/join?peerAddress=" + a.raftAdv); r.code != 502 {
+		t.Fatalf("/join of %s, removed and its raft stopped: %d %q, want 502", a.name, r.code, r.body)
+	}
+
 	// b restarts where a's re-join knocks.
 	b.stop()
 	b.http = later
 	b.restart()
-	nl := waitLeader(t, 30*time.Second, []*proc{l, b}, nil)
+	nl = waitLeader(t, 30*time.Second, []*proc{l, b}, nil)
 	nl.expect("/set?key=k&value=v", 200, "ok\n")
 	sinceStart := func() string {
 		log := a.readLog()
