@@ -431,29 +431,25 @@ func (n *node) closeRaftPort() {
 	n.log.Info("raft stopped after this node's removal: its raft port is closed")
 }
 
-// rejoinContext is ctx, also cancelled once raft has stopped by itself. A
-// node that restarts from its own state re-joins in the background (main.go)
-// to refresh its HTTP address on the leader, retrying while no leader
-// answers. If it leads meanwhile and commits its own removal, its raft stops
-// for good, and a re-join that got through after that would add back a
-// voter that never answers again: one failure more and a three-node cluster
-// has lost its quorum for good. TestJepsen found it (a removal at 32.97 s,
-// the re-join through the next leader at 39.58 s, then that leader replaced)
-// and TestRejoinAfterOwnRemoval repeats it.
+// rejoinContext is ctx, also cancelled once raft has stopped by itself
+// (n.raftGone). A node that restarts from its own state re-joins in the
+// background (main.go) to refresh its HTTP address on the leader, retrying
+// while no leader answers. If it leads meanwhile and commits its own
+// removal, its raft stops for good, and a re-join that got through after
+// that would add back a voter that never answers again: one failure more
+// and a three-node cluster has lost its quorum for good. TestJepsen found
+// it (a removal at 32.97 s, the re-join through the next leader at
+// 39.58 s, then that leader replaced) and TestRejoinAfterOwnRemoval
+// repeats it. closeRaftPort makes such a join fail at the leader too.
 func (n *node) rejoinContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for !n.raftStoppedItself() {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		select {
+		case <-ctx.Done():
+		case <-n.raftGone:
+			n.log.Info("raft stopped after this node's removal: no re-join")
+			cancel()
 		}
-		n.log.Info("raft stopped after this node's removal: no re-join")
-		cancel()
 	}()
 	return ctx, cancel
 }
@@ -551,12 +547,13 @@ func (n *node) watchMembership() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	lastLeader, lastAsk := time.Now(), time.Time{}
-	portClosed := false
+	gone := false
 	for {
 		v := n.memberView()
-		if v.shutDown && !portClosed {
+		if v.shutDown && !gone {
+			gone = true
 			n.closeRaftPort()
-			portClosed = true
+			close(n.raftGone) // rejoinContext
 		}
 		removed, doubt := n.members.decide(v)
 		now := time.Now()

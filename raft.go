@@ -105,9 +105,12 @@ type node struct {
 	stopWatch   chan struct{} // raft never closes NotifyCh, so we stop the watchers
 	watcherDone chan struct{}
 	membersDone chan struct{}
-	eventsDone  chan struct{}
-	reaperDone  chan struct{}
-	shutdown    sync.Once
+	// raftGone is closed by watchMembership once raft has stopped by
+	// itself (a leader that committed its own removal).
+	raftGone   chan struct{}
+	eventsDone chan struct{}
+	reaperDone chan struct{}
+	shutdown   sync.Once
 }
 
 // refusal is the answer of a node that cannot take a request because it does
@@ -141,6 +144,7 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 		stopWatch:   make(chan struct{}),
 		watcherDone: make(chan struct{}),
 		membersDone: make(chan struct{}),
+		raftGone:    make(chan struct{}),
 		eventsDone:  make(chan struct{}),
 		reaperDone:  make(chan struct{}),
 		events:      newHub(cfg.RaftAdvertise),
