@@ -591,6 +591,18 @@ func TestMembershipDecisions(t *testing.T) {
 			{what: "first round", view: memberView{latest: others}, removed: true, doubt: true},
 			{what: "the leader lists it", view: memberView{latest: others}, word: word(wordListed), doubt: true},
 		}},
+		{"restarted, catching up", true, []step{
+			{what: "first round: no snapshot", view: memberView{latest: all}},
+			{what: "applying the bootstrap's configuration", view: memberView{latest: all, committed: sv("a")}, doubt: true},
+			{what: "the leader lists it", view: memberView{latest: all, committed: sv("a", "c")}, word: word(wordListed), doubt: true},
+			{what: "its own addition applied", view: memberView{latest: all, committed: all}},
+		}},
+		{"removed, then added again", false, []step{
+			{what: "a member", view: memberView{latest: all, committed: all}},
+			{what: "its removal applied", view: memberView{latest: others, committed: others}, removed: true},
+			{what: "added again, not committed yet", view: memberView{latest: all, committed: others}, doubt: true},
+			{what: "the addition applied", view: memberView{latest: all, committed: all}},
+		}},
 		{"joining", false, []step{
 			{what: "an older snapshot's configuration", view: memberView{latest: others, committed: others}},
 			{what: "added", view: memberView{latest: all, committed: all}},
