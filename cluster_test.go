@@ -29,6 +29,7 @@ func getFollowing(t testing.TB, addr, path string) reply {
 }
 
 func TestStrongReadsDeleteAndHints(t *testing.T) {
+	beside(t)
 	c := startCluster(t, 3, nil)
 	l := c.leader()
 	f := c.followers()

@@ -440,6 +440,7 @@ func logSince(p *proc) string {
 // acknowledged write, from its previous snapshot and its log.
 func TestCrashWhileWritingSnapshot(t *testing.T) {
 	skipCrashInShort(t)
+	beside(t)
 	start := time.Now()
 	p := newProc(t, "node1")
 	// No snapshots while the map fills (each would write the whole map
@@ -596,6 +597,7 @@ func compactedTo(p *proc) uint64 {
 // the keys deleted while it was away.
 func TestCrashWhileInstallingSnapshot(t *testing.T) {
 	skipCrashInShort(t)
+	beside(t)
 	start := time.Now()
 	// Few entries kept behind a snapshot, so the leader compacts its log
 	// past the stopped follower within seconds.

@@ -352,6 +352,7 @@ func TestFullDisk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the full-disk test takes half a minute; skipped in -short mode")
 	}
+	beside(t)
 	began := time.Now()
 	ns := newDiskNS(t)
 	nodes := make([]*proc, 3)

@@ -577,3 +577,15 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
 }
+
+// beside lets one of the package's longest tests run beside another such
+// test once the others are done (Go runs parallel tests after the
+// sequential ones, -parallel at a time: GOMAXPROCS, 2 here). Those tests
+// spend most of their time waiting on elections, timeouts and fsyncs, not
+// on the CPU, and each has its own processes, ports (freeAddr never gives a
+// port twice) and directories. Only tests that measure no speed and set no
+// environment may use it.
+func beside(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+}

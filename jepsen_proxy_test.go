@@ -620,6 +620,7 @@ func TestRaftProxy(t *testing.T) {
 // hears of the new one or of a write it commits (nothing reaches it) until
 // the heal.
 func TestRaftProxyIsolatesLeader(t *testing.T) {
+	beside(t)
 	jc := startJepsenCluster(t, 3, false)
 	for _, mode := range []cutMode{cutReset, cutStall} {
 		old := jc.leaderIndex()

@@ -957,6 +957,7 @@ func runJepsen(t *testing.T, secure bool) {
 	if testing.Short() {
 		t.Skip("the fault test takes a minute; skipped in -short mode")
 	}
+	beside(t)
 	began := time.Now()
 	cfg := jepsenConfigFromFlags()
 	t.Logf("jepsen: %v (TLS and token: %v)", cfg, secure)

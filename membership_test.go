@@ -213,6 +213,7 @@ func TestRemovedWhileCutOff(t *testing.T) {
 // incarnation, so B cannot win; once A is back, A leads, C is replaced, and X
 // is on every node.
 func TestWipedNodeDoesNotVoteUntilReplaced(t *testing.T) {
+	beside(t)
 	jc := startJepsenCluster(t, 3, false)
 	a := jc.leader()
 	var b, cNode *proc

@@ -16,6 +16,7 @@ import (
 )
 
 func TestWALStore(t *testing.T) {
+	beside(t)
 	// Few entries kept behind a snapshot, and small segments, so that a
 	// few dozen writes make the leader delete the entries a stopped
 	// follower needs next: raft-wal deletes whole segments only, and still

@@ -194,6 +194,7 @@ func TestTokenRequired(t *testing.T) {
 // configuration stays as it was. Plaintext and garbage thrown at the TLS
 // Raft port change nothing.
 func TestTLSRefusesStrangers(t *testing.T) {
+	beside(t)
 	certs := makeCerts(t, t.TempDir())
 	setup, tokenFile := secureSetup(t, certs)
 	c := startCluster(t, 3, setup)

@@ -12,6 +12,7 @@ import (
 )
 
 func TestTutorialSection4(t *testing.T) {
+	beside(t)
 	c := startCluster(t, 3, nil)
 	node1, node2, node3 := c.nodes[0], c.nodes[1], c.nodes[2]
 	if l := c.leader(); l != node1 {
