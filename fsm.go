@@ -220,6 +220,12 @@ type fsm struct {
 	lastPersist atomic.Pointer[persistInfo]
 	restores    atomic.Uint64 // how many Restores so far
 	restoredLen atomic.Int64  // keys in the last one
+
+	// applied is the index of the last entry the map has taken in: an
+	// Apply, a configuration (configFSM), or the snapshot a Restore loaded.
+	// raft's own AppliedIndex runs ahead of it: raft counts an entry
+	// applied once it hands it to the FSM's goroutine (node.appliedIndex).
+	applied atomic.Uint64
 }
 
 // persistInfo describes the last snapshot this node wrote.
@@ -247,6 +253,7 @@ type capRefusals []int
 // leader's early check (bounds.go). Only the entry and the map decide it,
 // never a clock or a flag, so replaying the log gives the same answers.
 func (f *fsm) Apply(l *raft.Log) interface{} {
+	defer f.applied.Store(l.Index) // once the map holds it (or skips it)
 	limit, cmds, err := decodeEntry(l.Data)
 	if err != nil {
 		// The leader only appends what encodeEntry produced, so this is
@@ -292,6 +299,29 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 	return nil
 }
 
+// indexedSnapshot is a snapshot's reader tagged with the snapshot's index
+// (configSnapshots.Open), so that Restore, which raft hands only a reader,
+// knows which entry the map holds after it.
+type indexedSnapshot struct {
+	io.ReadCloser
+	index uint64
+}
+
+// taggedSnapshotIndex finds the index configSnapshots.Open tagged rc with,
+// through the wrappers raft puts around it (raft.ReadCloserWrapper).
+func taggedSnapshotIndex(rc io.ReadCloser) (uint64, bool) {
+	for {
+		switch r := rc.(type) {
+		case indexedSnapshot:
+			return r.index, true
+		case raft.ReadCloserWrapper:
+			rc = r.WrappedReadCloser()
+		default:
+			return 0, false
+		}
+	}
+}
+
 // peerHTTP returns the HTTP address recorded for a Raft address, or "".
 func (f *fsm) peerHTTP(raftAddr string) string {
 	f.peersMu.RLock()
@@ -332,6 +362,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.peersMu.Unlock()
 	f.restoredLen.Store(int64(f.cache.Len()))
 	f.restores.Add(1)
+	if index, ok := taggedSnapshotIndex(rc); ok {
+		f.applied.Store(index)
+	} else {
+		f.log.Warn("restored a snapshot of unknown index: /status applied_index is behind until the next entry")
+	}
 	f.log.Info("restored snapshot", "keys", f.cache.Len())
 	return nil
 }

@@ -280,6 +280,7 @@ type configFSM struct {
 // StoreConfiguration is raft.ConfigurationStore's.
 func (f configFSM) StoreConfiguration(index uint64, c raft.Configuration) {
 	f.committed.store(index, c)
+	f.applied.Store(index)
 }
 
 // configSnapshots records the configuration of each snapshot raft opens: to
@@ -292,10 +293,11 @@ type configSnapshots struct {
 
 func (s configSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
 	meta, rc, err := s.SnapshotStore.Open(id)
-	if err == nil {
-		s.committed.store(meta.ConfigurationIndex, meta.Configuration)
+	if err != nil {
+		return meta, rc, err
 	}
-	return meta, rc, err
+	s.committed.store(meta.ConfigurationIndex, meta.Configuration)
+	return meta, indexedSnapshot{rc, meta.Index}, nil
 }
 
 // leaderWord is what the leader's /status says of this node.

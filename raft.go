@@ -58,6 +58,7 @@ type node struct {
 	cache    *cache
 	logStore raft.LogStore
 	raftLog  *truncWatchStore // logStore as raft writes it: reports truncations (log.go)
+	logCache *raft.LogCache   // raftLog with its last entries in memory, as raft reads it
 	stable   raft.StableStore
 	// closeStores closes logStore and stable (store.go), after Raft stops.
 	closeStores func() error
@@ -229,11 +230,11 @@ func openNode(cfg nodeConfig) (n *node, err error) {
 	// the last logCacheEntries entries as stored: usually well under 1 MiB
 	// (an entry is a group commit, ~7 KB at 64 writers), at most
 	// logCacheEntries × maxBatchBytes with the largest values.
-	logCache, err := raft.NewLogCache(logCacheEntries, n.raftLog)
+	n.logCache, err = raft.NewLogCache(logCacheEntries, n.raftLog)
 	if err != nil {
 		return nil, fmt.Errorf("log cache: %w", err)
 	}
-	n.raft, err = raft.NewRaft(rc, configFSM{n.fsm, &n.committedCfg}, logCache, n.stable,
+	n.raft, err = raft.NewRaft(rc, configFSM{n.fsm, &n.committedCfg}, n.logCache, n.stable,
 		configSnapshots{snaps, &n.committedCfg}, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("start raft (data dir %s): %w", cfg.Dir, err)
@@ -687,6 +688,26 @@ type server struct {
 	HTTP     string `json:"http,omitempty"`
 }
 
+// appliedIndex is the index up to which this node's map holds every entry:
+// the FSM's own figure (fsm.applied), carried over the entries raft never
+// hands an FSM (a new leader's no-op, a barrier) as far as raft's
+// AppliedIndex. raft's figure alone runs ahead of the map, by the entries
+// queued for the FSM's goroutine: a client that waited for applied_index
+// to reach its write's X-Raft-Index could still read the old value.
+func (n *node) appliedIndex() uint64 {
+	i, last := n.fsm.applied.Load(), n.raft.AppliedIndex()
+	// The next entries are in the log cache or, just after a restart, a
+	// read each; usually there are none (idle) or the first is a command.
+	for end := min(last, i+64); i < end; i++ {
+		var e raft.Log
+		if err := n.logCache.GetLog(i+1, &e); err != nil ||
+			e.Type == raft.LogCommand || e.Type == raft.LogConfiguration {
+			break // the FSM's: not taken in yet (or unreadable: say less)
+		}
+	}
+	return i
+}
+
 // Status reports this node's view of the cluster.
 func (n *node) Status() status {
 	leader := n.leaderID()
@@ -700,7 +721,7 @@ func (n *node) Status() status {
 		Term:         n.raft.CurrentTerm(),
 		LastLogIndex: n.raft.LastIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
-		AppliedIndex: n.raft.AppliedIndex(),
+		AppliedIndex: n.appliedIndex(),
 		Servers:      []server{},
 		Writable:     n.writable.Load() && !n.removed.Load(),
 		Keys:         n.cache.Len(),
