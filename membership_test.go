@@ -631,9 +631,10 @@ func TestMembershipDecisions(t *testing.T) {
 // A node restarted from its own state re-joins in the background, retrying
 // while its -join address does not answer. If it leads meanwhile and
 // commits its own removal, its raft stops for good: its raft port must
-// close, and its re-join stop too: once the -join address answered, the leader behind it added the
-// node back as a voter that never answers again (TestJepsen: two nodes
-// down of four voters, no quorum ever after).
+// close, and its re-join stop too. Before the fix, once the -join address
+// answered, the leader behind it added the node back as a voter that never
+// answers again (TestJepsen: two nodes down of four voters, no quorum ever
+// after).
 func TestRejoinAfterOwnRemoval(t *testing.T) {
 	c := startCluster(t, 3, func(i int, p *proc) { p.base = append(p.base, "-lab") })
 	l := c.leader()
